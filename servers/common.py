@@ -1,0 +1,381 @@
+"""What both servers share: the event log and its publisher, counters, the routes every server
+answers (/healthz, /stats, /published), and a gevent WSGI server with TCP_NODELAY.
+
+Nothing here knows about the harness: servers and harness meet only over docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import sys
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+
+import gevent
+import gevent.event
+from flask import Flask, Response, jsonify, request
+from gevent import pywsgi
+from gevent import socket as gsocket
+from werkzeug.exceptions import HTTPException
+
+MAX_BODY_BYTES = 64 * 1024
+RETAINED_EVENTS = 100_000
+MAX_RATE = 10_000.0
+MAX_PAD_BYTES = 1_000_000
+
+
+@dataclass
+class Counters:
+    """Plain counters, bumped by the server's own code paths and read by GET /stats."""
+
+    requests: int = 0
+    events_sent: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    clients: int = 0
+    started_ns: int = field(default_factory=time.time_ns)
+
+
+class EventLog:
+    """Assigns seqs, keeps the newest events (and their JSON) and remembers when each was published.
+
+    `publish()` is the only writer; listeners are called synchronously (the push server's
+    broadcast), and waiters (long-polls, streams) are woken through a gevent Event.
+    """
+
+    def __init__(self, retained: int = RETAINED_EVENTS) -> None:
+        self.last_seq = 0
+        self._events: deque[tuple[int, str]] = deque(maxlen=retained)  # (seq, json)
+        # Publish log for GET /published: parallel arrays, never trimmed (24 bytes an event).
+        self._log_seq = array("q")
+        self._log_pub = array("q")
+        self._log_sched = array("q")  # -1 for chat events
+        self._new = gevent.event.Event()
+        self.listeners: list[Callable[[dict], None]] = []
+
+    def publish(self, kind: str, data: dict, t_sched: int | None) -> dict:
+        self.last_seq += 1
+        t_pub = time.time_ns()
+        event = {
+            "seq": self.last_seq,
+            "t_pub": t_pub,
+            "t_sched": t_pub if t_sched is None else t_sched,
+            "kind": kind,
+            "data": data,
+        }
+        self._events.append((self.last_seq, json.dumps(event, separators=(",", ":"))))
+        self._log_seq.append(self.last_seq)
+        self._log_pub.append(t_pub)
+        self._log_sched.append(-1 if t_sched is None or kind != "tick" else t_sched)
+        for listener in self.listeners:
+            listener(event)
+        woken, self._new = self._new, gevent.event.Event()
+        woken.set()
+        return event
+
+    def since(self, after: int) -> tuple[list[str], bool]:
+        """JSON of the retained events with seq > after, oldest first; True if some are gone."""
+        newer = self.last_seq - after
+        if newer <= 0:
+            return [], False
+        taken = list(islice(reversed(self._events), newer))
+        taken.reverse()
+        truncated = len(taken) < newer
+        return [text for _, text in taken], truncated
+
+    def wait(self, timeout: float) -> None:
+        """Block this greenlet until the next publish or until timeout seconds pass."""
+        self._new.wait(timeout)
+
+    def published_between(self, since_ns: int, until_ns: int) -> dict:
+        from bisect import bisect_left, bisect_right
+
+        lo = bisect_left(self._log_pub, since_ns)
+        hi = bisect_right(self._log_pub, until_ns)
+        lags = [
+            (self._log_pub[i] - self._log_sched[i]) // 1000
+            for i in range(lo, hi)
+            if self._log_sched[i] >= 0
+        ]
+        return {
+            "first_seq": self._log_seq[lo] if hi > lo else None,
+            "last_seq": self._log_seq[hi - 1] if hi > lo else None,
+            "count": hi - lo,
+            "publisher_lag_us": lags,
+        }
+
+
+def run_publisher(log: EventLog, rate: float, pad: str) -> None:
+    """Publish `rate` ticks a second on an absolute schedule (t0 + k/rate): late ticks don't shift
+    the ones after them, so a stalled server shows up as publisher lag, not as a slower rate."""
+    if rate <= 0:
+        return
+    period_ns = int(1e9 / rate)
+    data = {"pad": pad} if pad else {}
+    t0 = time.time_ns() + period_ns
+    k = 0
+    while True:
+        t_sched = t0 + k * period_ns
+        delay = (t_sched - time.time_ns()) / 1e9
+        if delay > 0:
+            gevent.sleep(delay)
+        log.publish("tick", data, t_sched)
+        k += 1
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def json_error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def add_common_routes(app: Flask, name: str, log: EventLog, counters: Counters) -> None:
+    """/healthz, /stats and /published, plus JSON errors and a body-size bound for the app."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    pid = os.getpid()
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return json_error(exc.code or 500, exc.description or exc.name)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", server=name, pid=pid, last_seq=log.last_seq)
+
+    @app.get("/stats")
+    def stats() -> Response:
+        cpu = os.times()
+        return jsonify(
+            server=name,
+            pid=pid,
+            uptime_s=(time.time_ns() - counters.started_ns) / 1e9,
+            published=log.last_seq,
+            last_seq=log.last_seq,
+            clients=counters.clients,
+            requests=counters.requests,
+            events_sent=counters.events_sent,
+            cpu_user_s=cpu.user,
+            cpu_system_s=cpu.system,
+            rss_bytes=rss_bytes(),
+            bytes_read=counters.bytes_read,
+            bytes_written=counters.bytes_written,
+            rlimit_nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        )
+
+    @app.get("/published")
+    def published() -> Response:
+        since = parse_int_arg("since", default=0, minimum=0)
+        until = parse_int_arg("until", default=2**63 - 1, minimum=0)
+        return jsonify(log.published_between(since, until))
+
+
+class BadRequest(HTTPException):
+    code = 400
+
+
+def parse_int_arg(name: str, default: int | None, minimum: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise BadRequest(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def parse_float_arg(name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name} must be between {minimum:g} and {maximum:g}, got {raw}")
+    return value
+
+
+def parse_json_object() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def counting(app: Callable, counters: Counters) -> Callable:
+    """WSGI middleware counting every HTTP request (Engine.IO's polls and upgrades included)."""
+
+    def wsgi(environ, start_response):
+        counters.requests += 1
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def counting_socket_class(counters: Counters) -> type:
+    """A gevent socket that adds what it sends and receives to `counters` (headers and WebSocket
+    framing included); dup() keeps the class, so simple-websocket's duplicate counts too."""
+
+    class CountingSocket(gsocket.socket):
+        __slots__ = ()
+
+        def send(self, data, flags=0, **kwargs):  # sendall() goes through send()
+            sent = super().send(data, flags, **kwargs)
+            counters.bytes_written += sent
+            return sent
+
+        def recv(self, *args):
+            data = super().recv(*args)
+            counters.bytes_read += len(data)
+            return data
+
+        def recv_into(self, *args):
+            received = super().recv_into(*args)
+            counters.bytes_read += received
+            return received
+
+    return CountingSocket
+
+
+class NoDelayWSGIServer(pywsgi.WSGIServer):
+    """pywsgi writes headers and body in two sends; with Nagle on, each response then waits ~40 ms
+    for the client's delayed ACK. Setting TCP_NODELAY on every accepted socket removes that.
+    Accepted sockets are re-wrapped so the bytes crossing them are counted."""
+
+    def __init__(self, *args, counters: Counters, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._socket_class = counting_socket_class(counters)
+
+    def handle(self, sock, address):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        counted = self._socket_class(fileno=sock.detach())
+        return super().handle(counted, address)
+
+
+class QuietErrorLog:
+    """pywsgi's error log without the one harmless line every clean WebSocket close produces."""
+
+    def write(self, text: str) -> None:
+        if "Invalid HTTP method" not in text:
+            sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def raise_nofile_limit() -> int:
+    """simple-websocket holds two descriptors per client: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog=prog, description=description)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=port_number, default=5000, help="TCP port, 0 for a free one (default 5000)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=rate_value,
+        default=2.0,
+        help="ticks published per second, 0 for none (default 2)",
+    )
+    parser.add_argument(
+        "--payload-bytes",
+        type=pad_value,
+        default=0,
+        help="pad every tick with this many bytes of data (default 0)",
+    )
+    return parser
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def port_number(text: str) -> int:
+    value = _int(text, "a port number")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def rate_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (events per second)") from None
+    if not 0 <= value <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {MAX_RATE:g} events/s)")
+    return value
+
+
+def pad_value(text: str) -> int:
+    value = _int(text, "a byte count")
+    if not 0 <= value <= MAX_PAD_BYTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {MAX_PAD_BYTES} bytes)")
+    return value
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, counters: Counters):
+    """Bind, announce, publish and serve until SIGTERM/SIGINT; a busy port is one line, exit 2."""
+    import signal
+
+    host, port = args.host, args.port
+    nofile = raise_nofile_limit()
+    try:
+        listener = gsocket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(4096)
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == 98 else exc.strerror
+        sys.stderr.write(f"{prog}: error: --host {host} --port {port}: {reason}\n")
+        raise SystemExit(2) from None
+    server = NoDelayWSGIServer(
+        listener,
+        app,
+        log=None,
+        error_log=QuietErrorLog(),
+        environ={"SERVER_NAME": host},
+        counters=counters,
+    )
+    bound_port = listener.getsockname()[1]
+    publisher = gevent.spawn(run_publisher, log, args.rate, "x" * args.payload_bytes)
+    gevent.signal_handler(signal.SIGTERM, server.stop)
+    gevent.signal_handler(signal.SIGINT, server.stop)
+    announce = {"listening": f"http://{host}:{bound_port}", "pid": os.getpid(), "nofile": nofile}
+    print(json.dumps(announce), flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        publisher.kill()

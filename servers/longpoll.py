@@ -1,0 +1,126 @@
+"""The polling server: plain Flask REST on gevent.
+
+`GET /events?after=SEQ&timeout=S` holds until events newer than SEQ exist or S seconds pass
+(long polling); `timeout=0` answers at once (short polling); `GET /stream` sends the same events as
+Server-Sent Events; `POST /messages` publishes a chat message. See docs/protocol.md.
+
+    python -m servers.longpoll --host 127.0.0.1 --port 5002 --rate 2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from flask import Flask, Response, request
+
+from servers.common import (
+    BadRequest,
+    Counters,
+    EventLog,
+    add_common_routes,
+    counting,
+    parse_float_arg,
+    parse_int_arg,
+    parse_json_object,
+    serve,
+    server_arguments,
+)
+
+NAME = "longpoll"
+MAX_POLL_TIMEOUT_S = 60.0
+SSE_KEEPALIVE_S = 15.0
+
+
+def create_app(log: EventLog, counters: Counters) -> Flask:
+    app = Flask(__name__)
+    add_common_routes(app, NAME, log, counters)
+    pid = os.getpid()
+
+    def events_response(events: list[str], truncated: bool) -> Response:
+        # Events are kept as JSON text, so a response is a join, not a re-encode per poller.
+        counters.events_sent += len(events)
+        body = '{"events":[' + ",".join(events) + '],"last_seq":' + str(log.last_seq)
+        body += ',"truncated":true}' if truncated else "}"
+        return Response(body, mimetype="application/json")
+
+    @app.get("/events")
+    def events() -> Response:
+        after = parse_int_arg("after", default=None, minimum=0)
+        timeout = parse_float_arg("timeout", default=0.0, minimum=0.0, maximum=MAX_POLL_TIMEOUT_S)
+        if after is None:
+            return events_response([], False)
+        found, truncated = log.since(after)
+        if not found and timeout > 0:
+            counters.clients += 1
+            try:
+                log.wait(timeout)
+            finally:
+                counters.clients -= 1
+            found, truncated = log.since(after)
+        return events_response(found, truncated)
+
+    @app.post("/messages")
+    def messages() -> tuple[Response, int]:
+        message = parse_json_object()
+        t_send = message.get("t_send")
+        event = log.publish("chat", message, t_send if isinstance(t_send, int) else None)
+        return Response(json.dumps({"seq": event["seq"]}), mimetype="application/json"), 201
+
+    @app.get("/stream")
+    def stream() -> Response:
+        resume = request.headers.get("Last-Event-ID")
+        if resume is None:
+            cursor = log.last_seq
+        else:
+            try:
+                cursor = int(resume)
+            except ValueError:
+                raise BadRequest(f"Last-Event-ID must be an integer, got {resume!r}") from None
+            if cursor < 0:
+                raise BadRequest(f"Last-Event-ID must be >= 0, got {cursor}")
+        return Response(
+            sse_messages(cursor),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    def sse_messages(cursor: int):
+        counters.clients += 1
+        try:
+            welcome = json.dumps({"last_seq": cursor, "pid": pid})
+            yield f"event: welcome\ndata: {welcome}\n\n"
+            while True:
+                found, _ = log.since(cursor)
+                if not found:
+                    log.wait(SSE_KEEPALIVE_S)
+                    found, _ = log.since(cursor)
+                    if not found:
+                        yield ": keepalive\n\n"
+                        continue
+                cursor = log.last_seq
+                counters.events_sent += len(found)
+                yield "".join(f"id: {seq_of(text)}\ndata: {text}\n\n" for text in found)
+        finally:
+            counters.clients -= 1
+
+    app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
+    return app
+
+
+def seq_of(event_json: str) -> int:
+    """The seq of an event's JSON text, which always starts with '{"seq":N,'."""
+    return int(event_json[7 : event_json.index(",")])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = server_arguments(
+        "servers.longpoll", "Flask REST polling server (long-poll, short-poll and SSE)."
+    ).parse_args(argv)
+    log, counters = EventLog(), Counters()
+    app = create_app(log, counters)
+    serve("servers.longpoll", args, app, log, counters)
+
+
+if __name__ == "__main__":
+    main()

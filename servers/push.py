@@ -1,0 +1,87 @@
+"""The push server: Flask-SocketIO on gevent (websocket through simple-websocket).
+
+Every event, the publisher's ticks and the clients' chat messages alike, is broadcast to all
+connected clients as `response`, exactly as in the classic Flask-SocketIO example
+(`@socketio.on('message')` -> `emit('response', msg, broadcast=True)`); see docs/protocol.md.
+
+    python -m servers.push --host 127.0.0.1 --port 5001 --rate 2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from flask import Flask
+from flask_socketio import SocketIO, emit
+
+from servers.common import (
+    MAX_BODY_BYTES,
+    Counters,
+    EventLog,
+    add_common_routes,
+    counting,
+    serve,
+    server_arguments,
+)
+
+NAME = "push"
+
+
+def create_app(log: EventLog, counters: Counters) -> Flask:
+    app = Flask(__name__)
+    add_common_routes(app, NAME, log, counters)
+    socketio = SocketIO(
+        app,
+        async_mode="gevent",
+        # The client joins the broadcast before the connect handler runs, so every event with a
+        # seq above the welcome's last_seq is sure to reach it.
+        always_connect=True,
+        max_http_buffer_size=MAX_BODY_BYTES,
+        cors_allowed_origins=[],
+        logger=False,
+        engineio_logger=False,
+    )
+    pid = os.getpid()
+
+    def broadcast(event: dict) -> None:
+        # One encode, then one send per client (python-socketio encodes a broadcast once).
+        counters.events_sent += counters.clients
+        socketio.emit("response", event)
+
+    log.listeners.append(broadcast)
+
+    @socketio.on("connect")
+    def on_connect(auth=None):
+        counters.clients += 1
+        emit("welcome", {"last_seq": log.last_seq, "pid": pid})
+
+    @socketio.on("disconnect")
+    def on_disconnect(reason=None):
+        counters.clients -= 1
+
+    @socketio.on("message")
+    def on_message(message):
+        if not isinstance(message, dict):
+            return {"error": "message must be a JSON object"}
+        if len(json.dumps(message)) > MAX_BODY_BYTES:
+            return {"error": f"message is over {MAX_BODY_BYTES} bytes"}
+        t_send = message.get("t_send")
+        event = log.publish("chat", message, t_send if isinstance(t_send, int) else None)
+        return {"seq": event["seq"]}
+
+    app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = server_arguments(
+        "servers.push", "Flask-SocketIO push server (broadcasts every event as `response`)."
+    ).parse_args(argv)
+    log, counters = EventLog(), Counters()
+    app = create_app(log, counters)
+    serve("servers.push", args, app, log, counters)
+
+
+if __name__ == "__main__":
+    main()
