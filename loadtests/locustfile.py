@@ -1,0 +1,312 @@
+"""Locust swarms for pushpull: one User class per transport, each recording per-recipient delivery
+latency (receive time - publish time) of every event the server publishes.
+
+Run by `pushpull bench`, or on its own with Locust's web UI:
+
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:5001 --transport socketio
+
+Every delivered event fires Locust's `events.request` (request_type DELIVER, response time = the
+delivery latency in ms) so Locust's UI, CSV and HTML reports show it; each event is also recorded
+in this process's own steady-state HdrHistogram in integer microseconds (see recorder.py), which
+is what pushpull reports. The window starts `--grace` seconds after spawning completes and lasts
+`--measure` seconds (0: until the test stops); events published before it are recorded separately
+as warm-up. With `--pushpull-out DIR` each process writes its measurements to DIR at test stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import gevent
+import socketio
+from locust import FastHttpUser, User, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests.recorder import Recorder, record_us
+
+TRANSPORTS = ("socketio", "longpoll", "shortpoll")
+LOOP_LAG_PERIOD_S = 0.010
+log = logging.getLogger("pushpull")
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=os.environ.get("PUSHPULL_TRANSPORT", "socketio"),
+        include_in_web_ui=False,
+        help="which client to swarm with (default socketio, or $PUSHPULL_TRANSPORT)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.5, help="short-poll period in seconds (0.5)"
+    )
+    parser.add_argument(
+        "--longpoll-timeout", type=float, default=20.0, help="long-poll hold in seconds (20)"
+    )
+    parser.add_argument(
+        "--grace", type=float, default=2.0, help="seconds after spawning before the window (2)"
+    )
+    parser.add_argument(
+        "--measure", type=float, default=0.0, help="window length in seconds, 0 = until stop"
+    )
+    parser.add_argument(
+        "--drain", type=float, default=1.0, help="seconds after the window before quitting (1)"
+    )
+    parser.add_argument(
+        "--pushpull-out", default="", include_in_web_ui=False, help="folder for measurements"
+    )
+
+
+@events.init.add_listener
+def on_init(environment, runner, **_kwargs) -> None:
+    options = environment.parsed_options
+    if options is None:  # used as a library, not from the locust command
+        return
+    chosen = USER_CLASSES[options.transport]
+    if not options.user_classes:  # positional class names on the command line win
+        environment.user_classes[:] = [chosen]
+    environment.pushpull = Recorder(transport=options.transport)
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(
+            "pushpull_window", lambda msg, **_kw: open_window(environment, **msg.data)
+        )
+    else:  # spawning_complete carries no environment: bind it here
+        environment.events.spawning_complete.add_listener(
+            lambda user_count, **_kw: decide_window(environment, user_count)
+        )
+
+
+@events.test_start.add_listener
+def on_test_start(environment, **_kwargs) -> None:
+    if not isinstance(environment.runner, MasterRunner):
+        gevent.spawn(watch_loop_lag, environment.pushpull)
+
+
+def decide_window(environment, user_count: int) -> None:
+    """On the master (or the only process): the window starts --grace s after spawning completed;
+    workers are told by message so every process uses the same window."""
+    runner = environment.runner
+    options = environment.parsed_options
+    start_ns = time.time_ns() + int(options.grace * 1e9)
+    end_ns = start_ns + int(options.measure * 1e9) if options.measure > 0 else None
+    if isinstance(runner, MasterRunner):
+        runner.send_message("pushpull_window", {"start_ns": start_ns, "end_ns": end_ns})
+    open_window(environment, start_ns, end_ns)
+    if options.pushpull_out:
+        window = {"start_ns": start_ns, "end_ns": end_ns, "clients": user_count}
+        write_json(Path(options.pushpull_out) / "window.json", window)
+    if options.headless and end_ns is not None:
+        gevent.spawn(quit_after, runner, end_ns + int(options.drain * 1e9))
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment, **_kwargs) -> None:
+    recorder: Recorder = environment.pushpull
+    if isinstance(environment.runner, MasterRunner):
+        return
+    if recorder.cpu_end is None and recorder.cpu_start is not None:
+        recorder.window_ended()
+    latency = recorder.histograms["latency"]
+    log.info(
+        "pushpull %s: %d deliveries in the window, p50 %.1f ms, p99 %.1f ms, %d duplicates",
+        recorder.transport,
+        latency.get_total_count(),
+        latency.get_value_at_percentile(50) / 1000,
+        latency.get_value_at_percentile(99) / 1000,
+        recorder.duplicates,
+    )
+    out = environment.parsed_options.pushpull_out
+    if out:
+        recorder.write(out)
+
+
+def open_window(environment, start_ns: int, end_ns: int | None) -> None:
+    """Set the window and take this process's CPU snapshots at its edges."""
+    recorder: Recorder = environment.pushpull
+    recorder.window.start_ns, recorder.window.end_ns = start_ns, end_ns
+
+    def at_edges() -> None:
+        sleep_until(start_ns)
+        recorder.window_started()
+        if end_ns is not None:
+            sleep_until(end_ns)
+            recorder.window_ended()
+
+    gevent.spawn(at_edges)
+
+
+def quit_after(runner, when_ns: int) -> None:
+    sleep_until(when_ns)
+    runner.quit()
+
+
+def sleep_until(when_ns: int) -> None:
+    delay = (when_ns - time.time_ns()) / 1e9
+    if delay > 0:
+        gevent.sleep(delay)
+
+
+def watch_loop_lag(recorder: Recorder) -> None:
+    """How late a greenlet that asks to sleep 10 ms wakes: a busy load generator wakes late."""
+    lag = recorder.histograms["loop_lag"]
+    while True:
+        asked = time.perf_counter()
+        gevent.sleep(LOOP_LAG_PERIOD_S)
+        late_us = int((time.perf_counter() - asked - LOOP_LAG_PERIOD_S) * 1e6)
+        if recorder.window.contains_now():
+            record_us(lag, late_us)
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def fire_delivery(user, latency_us: int, size: int) -> None:
+    user.environment.events.request.fire(
+        request_type="DELIVER",
+        name=user.transport,
+        response_time=latency_us / 1000,
+        response_length=size,
+        exception=None,
+        context=None,
+    )
+
+
+def fire_failure(user, name: str, started: float, exc: BaseException) -> None:
+    user.environment.pushpull.errors += 1
+    user.environment.events.request.fire(
+        request_type="CONNECT",
+        name=name,
+        response_time=(time.perf_counter() - started) * 1000,
+        response_length=0,
+        exception=exc,
+        context=None,
+    )
+
+
+class SocketIOUser(User):
+    """A Socket.IO client on the websocket transport (python-socketio's Client)."""
+
+    transport = "socketio"
+
+    def on_start(self) -> None:
+        recorder: Recorder = self.environment.pushpull
+        self.tracker = recorder.tracker()
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("welcome", self.on_welcome)
+        self.sio.on("response", self.on_response)
+        self.sio.on("disconnect", self.on_disconnect)
+        started = time.perf_counter()
+        try:
+            self.sio.connect(self.host, transports=["websocket"], wait_timeout=30)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is a measured error
+            fire_failure(self, "socket.io connect", started, exc)
+            raise
+        recorder.clients += 1
+        self.environment.events.request.fire(
+            request_type="CONNECT",
+            name="socket.io connect",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=0,
+            exception=None,
+            context=None,
+        )
+
+    def on_welcome(self, data: dict) -> None:
+        self.tracker.joined(data["last_seq"])
+
+    def on_response(self, event: dict) -> None:
+        t_recv = time.time_ns()
+        if self.tracker.deliver(event, t_recv):
+            fire_delivery(self, (t_recv - event["t_pub"]) // 1000, 0)
+
+    def on_disconnect(self, reason=None) -> None:
+        self.tracker.left()
+        self.environment.pushpull.clients -= 1
+
+    @task
+    def listen(self) -> None:
+        gevent.sleep(60)  # deliveries arrive on the client's own greenlets
+
+    def on_stop(self) -> None:
+        self.sio.disconnect()
+
+
+class PollingUser(FastHttpUser):
+    """Shared by the polling clients: baseline, then polls that deliver what they return."""
+
+    abstract = True
+    transport = ""
+    network_timeout = 90.0
+    connection_timeout = 30.0
+
+    def on_start(self) -> None:
+        recorder: Recorder = self.environment.pushpull
+        self.tracker = recorder.tracker()
+        response = self.client.get("/events", name="GET /events (baseline)")
+        self.cursor = response.json()["last_seq"]
+        self.tracker.joined(self.cursor)
+        recorder.clients += 1
+
+    def poll(self, timeout: float, name: str) -> None:
+        recorder: Recorder = self.environment.pushpull
+        with self.client.get(
+            f"/events?after={self.cursor}&timeout={timeout:g}", name=name, catch_response=True
+        ) as response:
+            t_recv = time.time_ns()
+            if response.status_code != 200:
+                recorder.errors += 1
+                response.failure(f"HTTP {response.status_code}")
+                return
+            body = response.json()
+        delivered = 0
+        for event in body["events"]:
+            if self.tracker.deliver(event, t_recv):
+                delivered += 1
+                fire_delivery(self, (t_recv - event["t_pub"]) // 1000, 0)
+        if body["events"]:
+            self.cursor = max(self.cursor, body["events"][-1]["seq"])
+        recorder.record_poll(delivered)
+
+    def on_stop(self) -> None:
+        self.tracker.left()
+        self.environment.pushpull.clients -= 1
+
+
+class LongPollUser(PollingUser):
+    """Long polling: each request is held by the server until there is something new."""
+
+    transport = "longpoll"
+
+    @task
+    def long_poll(self) -> None:
+        self.poll(self.environment.parsed_options.longpoll_timeout, "GET /events (long-poll)")
+
+
+class ShortPollUser(PollingUser):
+    """Short polling every --poll-interval seconds, from a random phase and an absolute schedule
+    (Locust's constant_pacing lines up users spawned together)."""
+
+    transport = "shortpoll"
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.interval_ns = int(self.environment.parsed_options.poll_interval * 1e9)
+        self.next_ns = time.time_ns() + random.randrange(self.interval_ns)
+
+    @task
+    def short_poll(self) -> None:
+        sleep_until(self.next_ns)
+        self.next_ns += self.interval_ns
+        self.poll(0, "GET /events (short-poll)")
+
+
+USER_CLASSES = {"socketio": SocketIOUser, "longpoll": LongPollUser, "shortpoll": ShortPollUser}

@@ -1,0 +1,245 @@
+"""What one load-generator process measures, and the file it leaves behind.
+
+Every client owns a `Tracker`: its baseline (the server's last_seq when it joined), which seqs it
+has received (a bitmap, so duplicates and reorders are exact) and how many of them fall in the
+steady-state window. The process owns one `Recorder`: the HdrHistograms (integer microseconds),
+the window, its own CPU time and its event-loop lag. Nothing here imports Locust, so the harness
+can read and merge the files (`merge_process_files`) without being monkey-patched.
+
+File format (`loadgen-<pid>.json`, one per load-generator process, version 1):
+    {"version": 1, "pid", "transport", "window": {"start_ns", "end_ns"},
+     "segments": [[baseline, end_seq_or_null], ...],   # one per client connection
+     "received", "duplicates", "reordered", "polls", "empty_polls", "errors",
+     "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
+     "histograms": {"latency", "from_schedule", "warmup", "loop_lag"}}   # HdrHistogram, base64
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdrh.histogram import HdrHistogram
+
+FILE_VERSION = 1
+HIST_LOWEST_US = 1
+HIST_HIGHEST_US = 60_000_000
+HIST_DIGITS = 3
+HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag")
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
+
+
+def record_us(histogram: HdrHistogram, value_us: int) -> None:
+    """Record, clamped to the trackable range (a same-host latency can come out 0 us)."""
+    histogram.record_value(min(max(value_us, HIST_LOWEST_US), HIST_HIGHEST_US))
+
+
+@dataclass
+class Window:
+    """The steady-state window, by publish time. Unknown (None) until spawning has finished."""
+
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def phase(self, t_pub: int) -> str:
+        """'warmup' before the window (or while it is unknown), 'steady' inside, 'tail' after."""
+        if self.start_ns is None or t_pub < self.start_ns:
+            return "warmup"
+        if self.end_ns is not None and t_pub > self.end_ns:
+            return "tail"
+        return "steady"
+
+    def contains_now(self) -> bool:
+        now = time.time_ns()
+        return (
+            self.start_ns is not None
+            and self.start_ns <= now
+            and (self.end_ns is None or now <= self.end_ns)
+        )
+
+
+class Tracker:
+    """One client's view of the event stream: baseline, bitmap of seqs seen, counts."""
+
+    __slots__ = ("recorder", "base", "bits", "max_seq", "segment")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.base: int | None = None  # seqs are stored as bit (seq - base - 1)
+        self.bits = bytearray()
+        self.max_seq = 0
+        self.segment: list | None = None
+
+    def joined(self, last_seq: int) -> None:
+        """The server said: every event after `last_seq` is owed to this client from now on."""
+        if self.base is None:
+            self.base = last_seq
+        self.segment = [last_seq, None]
+        self.recorder.segments.append(self.segment)
+
+    def left(self) -> None:
+        """The connection ended: nothing after the highest seq seen is owed any more."""
+        if self.segment is not None:
+            self.segment[1] = max(self.max_seq, self.segment[0])
+            self.segment = None
+
+    def deliver(self, event: dict, t_recv_ns: int) -> bool:
+        """Account one received event; returns False if it was a duplicate or not owed."""
+        seq = event["seq"]
+        if self.base is None or seq <= self.segment_base():
+            return False
+        index = seq - self.base - 1
+        byte, bit = index >> 3, 1 << (index & 7)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(byte - len(self.bits) + 64))
+        recorder = self.recorder
+        if self.bits[byte] & bit:
+            recorder.duplicates += 1
+            return False
+        self.bits[byte] |= bit
+        if seq < self.max_seq:
+            recorder.reordered += 1
+        else:
+            self.max_seq = seq
+        recorder.record_delivery(event, t_recv_ns)
+        return True
+
+    def segment_base(self) -> int:
+        return self.segment[0] if self.segment is not None else self.max_seq
+
+
+@dataclass
+class Recorder:
+    """Everything one load-generator process measures."""
+
+    transport: str
+    window: Window = field(default_factory=Window)
+    histograms: dict[str, HdrHistogram] = field(
+        default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS}
+    )
+    segments: list[list] = field(default_factory=list)
+    received: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    polls: int = 0
+    empty_polls: int = 0
+    errors: int = 0
+    clients: int = 0
+    clients_at_window_start: int | None = None
+    cpu_start: os.times_result | None = None
+    cpu_end: os.times_result | None = None
+
+    def tracker(self) -> Tracker:
+        return Tracker(self)
+
+    def record_delivery(self, event: dict, t_recv_ns: int) -> int:
+        """Record one first receipt; returns its latency in microseconds."""
+        latency_us = (t_recv_ns - event["t_pub"]) // 1000
+        phase = self.window.phase(event["t_pub"])
+        if phase == "steady":
+            self.received += 1
+            record_us(self.histograms["latency"], latency_us)
+            record_us(self.histograms["from_schedule"], (t_recv_ns - event["t_sched"]) // 1000)
+        elif phase == "warmup":
+            record_us(self.histograms["warmup"], latency_us)
+        return latency_us
+
+    def record_poll(self, delivered: int) -> None:
+        """Count a poll whose answer arrived inside the window."""
+        if self.window.contains_now():
+            self.polls += 1
+            if delivered == 0:
+                self.empty_polls += 1
+
+    def window_started(self) -> None:
+        self.cpu_start = os.times()
+        self.clients_at_window_start = self.clients
+
+    def window_ended(self) -> None:
+        self.cpu_end = os.times()
+
+    def to_dict(self) -> dict:
+        cpu = None
+        if self.cpu_start is not None and self.cpu_end is not None:
+            cpu = {
+                "user_s": self.cpu_end.user - self.cpu_start.user,
+                "system_s": self.cpu_end.system - self.cpu_start.system,
+                "wall_s": self.cpu_end.elapsed - self.cpu_start.elapsed,
+            }
+        return {
+            "version": FILE_VERSION,
+            "pid": os.getpid(),
+            "transport": self.transport,
+            "window": {"start_ns": self.window.start_ns, "end_ns": self.window.end_ns},
+            "segments": self.segments,
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "reordered": self.reordered,
+            "polls": self.polls,
+            "empty_polls": self.empty_polls,
+            "errors": self.errors,
+            "clients_at_window_start": self.clients_at_window_start,
+            "cpu": cpu,
+            "histograms": {
+                name: hist.encode().decode("ascii") for name, hist in self.histograms.items()
+            },
+        }
+
+    def write(self, folder: str | Path) -> Path:
+        path = Path(folder) / f"loadgen-{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict()))
+        tmp.replace(path)
+        return path
+
+
+def expected_deliveries(segments: list[list], first_seq: int | None, last_seq: int | None) -> int:
+    """Events in [first_seq, last_seq] (the window's) owed to the clients: for each connection
+    with baseline b and end e (None while connected), the seqs in (b, e] within the window."""
+    if first_seq is None or last_seq is None:
+        return 0
+    total = 0
+    for base, end in segments:
+        lo = max(first_seq, base + 1)
+        hi = last_seq if end is None else min(last_seq, end)
+        total += max(0, hi - lo + 1)
+    return total
+
+
+def merge_process_files(paths: list[Path]) -> dict:
+    """Merge the files of several load-generator processes exactly: counts add, histograms add
+    bucket by bucket (HdrHistogram decode + add), CPU stays per process."""
+    merged: dict = {
+        "processes": [],
+        "segments": [],
+        "received": 0,
+        "duplicates": 0,
+        "reordered": 0,
+        "polls": 0,
+        "empty_polls": 0,
+        "errors": 0,
+        "clients_at_window_start": 0,
+        "histograms": {name: new_histogram() for name in HISTOGRAMS},
+        "window": None,
+    }
+    for path in sorted(paths):
+        data = json.loads(Path(path).read_text())
+        if data.get("version") != FILE_VERSION:
+            raise ValueError(
+                f"{path}: unsupported load-generator file version {data.get('version')}"
+            )
+        for key in ("received", "duplicates", "reordered", "polls", "empty_polls", "errors"):
+            merged[key] += data[key]
+        merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
+        merged["segments"].extend(data["segments"])
+        merged["processes"].append({"pid": data["pid"], "cpu": data["cpu"]})
+        merged["window"] = merged["window"] or data["window"]
+        for name, encoded in data["histograms"].items():
+            merged["histograms"][name].add(HdrHistogram.decode(encoded.encode("ascii")))
+    return merged
