@@ -1,0 +1,251 @@
+"""One cell of a sweep, in the order of the run contract:
+
+free port -> start server -> readiness (pid checked) -> verify protocol -> start Locust headless
+-> spawning + grace (warm-up, recorded apart) -> window -> collect -> tear down in `finally`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from loadtests.recorder import HISTOGRAMS, expected_deliveries, merge_process_files
+from pushpull.config import SERVER_OF, BenchConfig, Cell
+from pushpull.manifest import PROJECT_ROOT, write_json
+from pushpull.procs import HarnessError, Managed, get_json, start_server
+from pushpull.verify import verify
+
+LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+
+
+@dataclass
+class Snapshot:
+    """The server at one instant: its own counters and its CPU time as the kernel sees it."""
+
+    t_ns: int
+    stats: dict
+    cpu_s: float
+    rss_bytes: int
+
+
+def snapshot(url: str, process: psutil.Process) -> Snapshot:
+    t_ns = time.time_ns()
+    times = process.cpu_times()
+    rss = process.memory_info().rss
+    return Snapshot(t_ns, get_json(url + "/stats"), times.user + times.system, rss)
+
+
+def latency_summary(histogram) -> dict:
+    count = histogram.get_total_count()
+    if count == 0:
+        return {
+            "count": 0,
+            "min": None,
+            **{k: None for k in PERCENTILES},
+            "max": None,
+            "mean": None,
+        }
+    return {
+        "count": count,
+        "min": histogram.get_min_value(),
+        **{key: histogram.get_value_at_percentile(p) for key, p in PERCENTILES.items()},
+        "max": histogram.get_max_value(),
+        "mean": round(histogram.get_mean_value(), 1),
+    }
+
+
+def locust_command(
+    config: BenchConfig, cell: Cell, url: str, cell_dir: Path, run_time_s: float
+) -> list[str]:
+    return [
+        sys.executable, "-m", "locust",
+        "-f", str(LOCUSTFILE),
+        "--headless", "--only-summary", "--reset-stats",
+        "--host", url,
+        "--users", str(cell.clients),
+        "--spawn-rate", f"{config.spawn_rate:g}",
+        "--run-time", f"{int(run_time_s) + 1}s",
+        "--stop-timeout", "5",
+        "--csv", str(cell_dir / "locust"),
+        "--html", str(cell_dir / "locust.html"),
+        "--transport", cell.transport,
+        "--poll-interval", f"{cell.poll_interval or 0.5:g}",
+        "--longpoll-timeout", f"{config.longpoll_timeout:g}",
+        "--grace", f"{config.grace:g}",
+        "--measure", f"{config.duration:g}",
+        "--drain", f"{config.drain_s(cell):g}",
+        "--pushpull-out", str(cell_dir),
+    ]  # fmt: skip
+
+
+def wait_for(path: Path, process: Managed, deadline_s: float, what: str) -> dict:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())
+        if not process.alive():
+            raise HarnessError(f"Locust exited before {what}: {process.log_tail()}")
+        time.sleep(0.1)
+    raise HarnessError(
+        f"Locust did not reach {what} within {deadline_s:.0f} s: {process.log_tail()}"
+    )
+
+
+def sleep_until(t_ns: int, tick: Callable[[float], None], process: Managed) -> None:
+    while (left := (t_ns - time.time_ns()) / 1e9) > 0:
+        if not process.alive():
+            raise HarnessError(f"Locust exited during the run: {process.log_tail()}")
+        tick(left)
+        time.sleep(min(left, 1.0))
+
+
+def run_cell(
+    config: BenchConfig, cell: Cell, cell_dir: Path, cpus: dict, tick: Callable[[str, float], None]
+) -> dict:
+    """Measure one cell and return its summary (also written to cell_dir/summary.json)."""
+    cell_dir.mkdir(parents=True)
+    server = locust = None
+    try:
+        module = SERVER_OF[cell.transport]
+        server, url = start_server(
+            module, config.host, config.port, cell.rate, cell_dir, cpus.get("server")
+        )
+        problems = verify(cell.transport, url, module.split(".")[1], server.pid)
+        if problems:
+            (cell_dir / "verify.txt").write_text("\n".join(problems) + "\n")
+            raise HarnessError(
+                f"server {module} failed verification: {problems[0]} ({len(problems)} problem(s), see {cell_dir / 'verify.txt'})"
+            )
+        server_proc = psutil.Process(server.pid)
+        idle = snapshot(url, server_proc)
+        spawn_s = cell.clients / config.spawn_rate
+        run_time = 10 + spawn_s * 3 + config.grace + config.duration + config.drain_s(cell)
+        locust = Managed(
+            "locust",
+            locust_command(config, cell, url, cell_dir, run_time),
+            cell_dir / "locust.log",
+            cpus.get("loadgen"),
+            cwd=cell_dir,
+        )
+        window = wait_for(cell_dir / "window.json", locust, 30 + spawn_s * 3, "the end of spawning")
+        sleep_until(window["start_ns"], lambda left: tick("warm-up", left), locust)
+        start = snapshot(url, server_proc)
+        sleep_until(window["end_ns"], lambda left: tick("measuring", left), locust)
+        end = snapshot(url, server_proc)
+        published = get_json(
+            url + f"/published?since={window['start_ns']}&until={window['end_ns']}"
+        )
+        tick("collecting", 0)
+        try:
+            locust.popen.wait(timeout=config.drain_s(cell) + 30)
+        except Exception:
+            raise HarnessError(
+                f"Locust did not finish after the window: {locust.log_tail()}"
+            ) from None
+        files = sorted(cell_dir.glob("loadgen-*.json"))
+        if not files:
+            raise HarnessError(f"Locust wrote no measurements: {locust.log_tail()}")
+        merged = merge_process_files(files)
+    finally:
+        if locust is not None:
+            locust.stop()
+        if server is not None:
+            server.stop()
+    write_json(
+        cell_dir / "histograms.json",
+        {name: merged["histograms"][name].encode().decode("ascii") for name in HISTOGRAMS},
+    )
+    write_json(
+        cell_dir / "server-stats.json",
+        {
+            "idle": idle.stats,
+            "window_start": start.stats,
+            "window_end": end.stats,
+            "published": published,
+        },
+    )
+    summary = summarize(config, cell, window, merged, published, idle, start, end)
+    write_json(cell_dir / "summary.json", summary)
+    return summary
+
+
+def per(value: float | None, count: int, scale: float = 1.0) -> float | None:
+    return None if value is None or count <= 0 else round(value * scale / count, 3)
+
+
+def summarize(
+    config: BenchConfig,
+    cell: Cell,
+    window: dict,
+    merged: dict,
+    published: dict,
+    idle: Snapshot,
+    start: Snapshot,
+    end: Snapshot,
+) -> dict:
+    received = merged["received"]
+    expected = expected_deliveries(
+        merged["segments"], published["first_seq"], published["last_seq"]
+    )
+    wall_s = (end.t_ns - start.t_ns) / 1e9
+    server_cpu_s = end.cpu_s - start.cpu_s
+    requests = end.stats["requests"] - start.stats["requests"]
+    bytes_out = end.stats["bytes_written"] - start.stats["bytes_written"]
+    bytes_in = end.stats["bytes_read"] - start.stats["bytes_read"]
+    loadgen_cpu_s = sum(
+        (p["cpu"]["user_s"] + p["cpu"]["system_s"]) for p in merged["processes"] if p["cpu"]
+    )
+    loadgen_wall_s = max((p["cpu"]["wall_s"] for p in merged["processes"] if p["cpu"]), default=0.0)
+    polls = merged["polls"]
+    lags = sorted(published["publisher_lag_us"])
+    return {
+        "transport": cell.transport,
+        "clients": cell.clients,
+        "rate": cell.rate,
+        "poll_interval": cell.poll_interval,
+        "duration_s": config.duration,
+        "name": cell.name,
+        "window": {"start_ns": window["start_ns"], "end_ns": window["end_ns"]},
+        "clients_connected": merged["clients_at_window_start"],
+        "latency_us": latency_summary(merged["histograms"]["latency"]),
+        "latency_from_schedule_us": latency_summary(merged["histograms"]["from_schedule"]),
+        "warmup_latency_us": latency_summary(merged["histograms"]["warmup"]),
+        "published": published["count"],
+        "expected": expected,
+        "received": received,
+        "lost": expected - received,
+        "duplicates": merged["duplicates"],
+        "reordered": merged["reordered"],
+        "errors": merged["errors"],
+        "requests": requests if cell.transport != "socketio" else None,
+        "requests_per_delivery": per(requests, received) if cell.transport != "socketio" else None,
+        "empty_poll_share": per(merged["empty_polls"], polls) if polls else None,
+        "bytes_per_delivery": per(bytes_out + bytes_in, received),
+        "bytes_out_per_delivery": per(bytes_out, received),
+        "server_cpu_us_per_delivery": per(server_cpu_s, received, 1e6),
+        "server_cpu_percent": round(100 * server_cpu_s / wall_s, 1) if wall_s > 0 else None,
+        "server_rss_bytes": end.rss_bytes,
+        "server_rss_per_client_bytes": per(start.rss_bytes - idle.rss_bytes, cell.clients),
+        "loadgen_cpu_percent": round(100 * loadgen_cpu_s / loadgen_wall_s, 1)
+        if loadgen_wall_s > 0
+        else None,
+        "loadgen_cpu_us_per_delivery": per(loadgen_cpu_s, received, 1e6),
+        "loadgen_procs": len(merged["processes"]),
+        "loadgen_loop_lag_us": {
+            k: v
+            for k, v in latency_summary(merged["histograms"]["loop_lag"]).items()
+            if k in ("p50", "p99", "max")
+        },
+        "publisher_lag_us": {
+            "p50": lags[len(lags) // 2] if lags else None,
+            "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
+            "max": lags[-1] if lags else None,
+        },
+    }

@@ -1,0 +1,151 @@
+"""`pushpull`: the command line.
+
+    pushpull bench --clients 10,100,500 --transports socketio,longpoll,shortpoll --duration 20
+    pushpull plot results/latest
+
+Bad input is one line naming the flag, what was wrong and what is allowed, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pushpull import config as cfg
+
+DEFAULTS = {
+    "clients": "10,100,500",
+    "transports": ",".join(cfg.TRANSPORTS),
+    "duration": "15",
+    "rate": "2",
+    "poll_interval": "0.5",
+    "out": "results",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="pushpull", description="Benchmark real-time push against polling on Flask."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    bench = commands.add_parser("bench", help="run a sweep, then draw its charts")
+    bench.add_argument(
+        "--clients",
+        default=DEFAULTS["clients"],
+        help="client counts, e.g. 10,100,500 (default %(default)s)",
+    )
+    bench.add_argument(
+        "--transports",
+        default=DEFAULTS["transports"],
+        help="any of socketio,longpoll,shortpoll (default all)",
+    )
+    bench.add_argument(
+        "--duration",
+        default=DEFAULTS["duration"],
+        help="seconds of steady-state measurement per cell (default %(default)s)",
+    )
+    bench.add_argument(
+        "--rate",
+        default=DEFAULTS["rate"],
+        help="events published per second; a list makes a sweep (default %(default)s)",
+    )
+    bench.add_argument(
+        "--poll-interval",
+        default=DEFAULTS["poll_interval"],
+        help="short-poll period in seconds; a list makes a sweep (default %(default)s)",
+    )
+    bench.add_argument(
+        "--out", default=DEFAULTS["out"], help="folder for run folders (default %(default)s)"
+    )
+    bench.add_argument(
+        "--host", default="127.0.0.1", help="address the servers bind (default %(default)s)"
+    )
+    bench.add_argument(
+        "--port", default="0", help="server port, 0 picks a free one per cell (default 0)"
+    )
+    bench.add_argument(
+        "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
+    )
+    bench.add_argument(
+        "--grace",
+        default="2",
+        help="seconds after spawning before the window opens (default %(default)s)",
+    )
+    bench.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="don't put server and load generator on separate cores",
+    )
+    bench.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+
+    plot = commands.add_parser("plot", help="draw the charts of a run folder")
+    plot.add_argument("run_dir", help="a run folder, e.g. results/latest")
+    return parser
+
+
+def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
+    return cfg.BenchConfig(
+        clients=cfg.parse_clients(args.clients),
+        transports=cfg.parse_transports(args.transports),
+        duration=cfg.parse_duration(args.duration),
+        rates=cfg.parse_rates(args.rate),
+        poll_intervals=cfg.parse_poll_intervals(args.poll_interval),
+        out=cfg.check_out_dir(args.out),
+        host=args.host,
+        port=cfg.parse_port(args.port),
+        spawn_rate=cfg.bounded_float(
+            "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
+        ),
+        grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pushpull.sweep import run_sweep
+
+    config = bench_config(args)
+    status, run_dir = run_sweep(config, pin=not args.no_pin)
+    if not args.no_plot and status in (0, 130):
+        plot_status = cmd_plot_dir(run_dir)
+        status = status or plot_status
+    return status
+
+
+def cmd_plot_dir(run_dir: Path) -> int:
+    from analysis.plot import PlotError, plot_run
+
+    try:
+        written = plot_run(run_dir)
+    except PlotError as exc:
+        print(f"pushpull plot: error: {exc}", file=sys.stderr)
+        return 1
+    if written:
+        print(f"pushpull: charts in {written[0].parent}/ ({', '.join(p.name for p in written)})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench":
+            return cmd_bench(args)
+        if args.command == "plot":
+            return cmd_plot_dir(Path(args.run_dir))
+    except cfg.UsageError as exc:
+        print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pushpull: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The sweep's configuration: parsed from the command line into plain dataclasses, validated once,
+then passed down explicitly. Every bad value becomes a `UsageError` naming the flag, what was
+wrong and what is allowed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TRANSPORTS = ("socketio", "longpoll", "shortpoll")
+SERVER_OF = {
+    "socketio": "servers.push",
+    "longpoll": "servers.longpoll",
+    "shortpoll": "servers.longpoll",
+}
+MAX_CLIENTS = 20_000
+MAX_DURATION_S = 3600.0
+MAX_RATE = 10_000.0
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured point: a transport at a client count and publish rate (and poll interval)."""
+
+    transport: str
+    clients: int
+    rate: float
+    poll_interval: float | None
+
+    @property
+    def name(self) -> str:
+        """Folder name, e.g. 'shortpoll-c100-r2-i0.5' or 'socketio-c10-r2'."""
+        name = f"{self.transport}-c{self.clients}-r{self.rate:g}"
+        if self.poll_interval is not None:
+            name += f"-i{self.poll_interval:g}"
+        return name
+
+    def label(self) -> str:
+        text = f"{self.transport} x{self.clients} @ {self.rate:g}/s"
+        if self.poll_interval is not None:
+            text += f", every {self.poll_interval:g} s"
+        return text
+
+
+@dataclass
+class BenchConfig:
+    clients: list[int]
+    transports: list[str]
+    duration: float = 15.0
+    rates: list[float] = field(default_factory=lambda: [2.0])
+    poll_intervals: list[float] = field(default_factory=lambda: [0.5])
+    out: Path = Path("results")
+    host: str = "127.0.0.1"
+    port: int = 0
+    spawn_rate: float = 200.0
+    grace: float = 2.0
+    longpoll_timeout: float = 20.0
+
+    def cells(self) -> list[Cell]:
+        """Every combination, transport-major so one server kind runs its cells together."""
+        cells = []
+        for transport, clients, rate in itertools.product(
+            self.transports, self.clients, self.rates
+        ):
+            intervals = self.poll_intervals if transport == "shortpoll" else [None]
+            cells.extend(Cell(transport, clients, rate, interval) for interval in intervals)
+        return cells
+
+    def drain_s(self, cell: Cell) -> float:
+        """Time after the window for the last events in flight to arrive."""
+        return max(1.0, 2 * (cell.poll_interval or 0))
+
+    def estimated_cell_s(self, cell: Cell) -> float:
+        startup = 4.0  # server start + verify + Locust start + teardown, measured on a 2-core box
+        return (
+            startup
+            + cell.clients / self.spawn_rate
+            + self.grace
+            + self.duration
+            + self.drain_s(cell)
+        )
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        return data
+
+
+def parse_list(flag: str, text: str, convert, what: str, example: str) -> list:
+    """'10,100 500' -> [10, 100, 500]; commas or spaces separate, duplicates are dropped."""
+    items = [item for item in text.replace(",", " ").split() if item]
+    if not items:
+        raise UsageError(f"{flag}: empty list (expected {what}, e.g. {flag} {example})")
+    values = []
+    for item in items:
+        value = convert(flag, item, what, example)
+        if value not in values:
+            values.append(value)
+    return values
+
+
+def positive_int(flag: str, text: str, what: str, example: str, maximum: int = MAX_CLIENTS) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(
+            f"{flag}: {text!r} is not a whole number (expected {what}, e.g. {flag} {example})"
+        ) from None
+    if not 1 <= value <= maximum:
+        raise UsageError(f"{flag}: {value} is out of range (expected {what} from 1 to {maximum})")
+    return value
+
+
+def bounded_float(
+    flag: str, text: str, what: str, example: str, low: float, high: float, low_open: bool = True
+) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(
+            f"{flag}: {text!r} is not a number (expected {what}, e.g. {flag} {example})"
+        ) from None
+    if value != value or (value <= low if low_open else value < low) or value > high:
+        bound = f"above {low:g}" if low_open else f"at least {low:g}"
+        raise UsageError(
+            f"{flag}: {text} is out of range (expected {what} {bound} and at most {high:g})"
+        )
+    return value
+
+
+def transport_name(flag: str, text: str, what: str, example: str) -> str:
+    if text not in TRANSPORTS:
+        raise UsageError(f"{flag}: unknown transport {text!r} (allowed: {', '.join(TRANSPORTS)})")
+    return text
+
+
+def parse_clients(text: str) -> list[int]:
+    return parse_list("--clients", text, positive_int, "client counts", "10,100,500")
+
+
+def parse_transports(text: str) -> list[str]:
+    return parse_list("--transports", text, transport_name, "transports", ",".join(TRANSPORTS))
+
+
+def parse_rates(text: str) -> list[float]:
+    def rate(flag, item, what, example):
+        return bounded_float(flag, item, what, example, 0.0, MAX_RATE)
+
+    return parse_list("--rate", text, rate, "events per second", "2")
+
+
+def parse_poll_intervals(text: str) -> list[float]:
+    def interval(flag, item, what, example):
+        return bounded_float(flag, item, what, example, 0.0, 60.0)
+
+    return parse_list("--poll-interval", text, interval, "seconds between short polls", "0.5")
+
+
+def parse_duration(text: str) -> float:
+    return bounded_float("--duration", text, "seconds of measurement", "20", 0.0, MAX_DURATION_S)
+
+
+def parse_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(
+            f"--port: {text!r} is not a port number (0-65535, 0 picks a free port)"
+        ) from None
+    if not 0 <= value <= 65535:
+        raise UsageError(f"--port: {value} is out of range (0-65535, 0 picks a free port)")
+    return value
+
+
+def check_out_dir(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out: {text} exists and is not a folder")
+    parent = path if path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--out: {text} is not writable")
+    return path

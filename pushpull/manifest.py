@@ -1,0 +1,131 @@
+"""The run folder and its manifest: where a run's results live and what they were measured on.
+
+results/20261124T014241Z-7f5d5f7/manifest.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = (
+    "flask",
+    "flask-socketio",
+    "python-socketio",
+    "python-engineio",
+    "simple-websocket",
+    "gevent",
+    "greenlet",
+    "locust",
+    "geventhttpclient",
+    "hdrhistogram",
+    "psutil",
+    "matplotlib",
+)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def new_run_dir(out: Path) -> Path:
+    """results/<UTC timestamp>-<git short sha>/, never reusing a folder."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    sha = git("rev-parse", "--short", "HEAD") or "nogit"
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"{stamp}-{sha}"
+    run_dir, n = base, 1
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+
+
+def point_latest(run_dir: Path) -> None:
+    """results/latest -> the newest run folder (a relative symlink, replaced atomically)."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        tmp.replace(link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def build_manifest(arguments: dict, placement: dict) -> dict:
+    status = git("status", "--porcelain")
+    return {
+        "schema_version": 1,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_bytes": memory_bytes(),
+        "python": sys.version.split()[0],
+        "packages": package_versions(),
+        "git": {
+            "sha": git("rev-parse", "HEAD"),
+            "dirty": bool(status) if status is not None else None,
+        },
+        "rlimit_nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "argv": sys.argv,
+        "arguments": arguments,
+        "placement": placement,
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader (or an interrupted run) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

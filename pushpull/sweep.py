@@ -1,0 +1,156 @@
+"""Run every cell of a sweep into one immutable run folder, writing results as each cell finishes,
+so an interrupted or crashed sweep keeps (and can plot) everything it measured.
+
+    results/<UTC timestamp>-<git short sha>/
+        manifest.json   summary.json   <cell>/{summary.json, histograms.json, locust_*.csv, ...}
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from pushpull.cell import run_cell
+from pushpull.config import BenchConfig, Cell
+from pushpull.manifest import build_manifest, new_run_dir, point_latest, write_json
+from pushpull.procs import HarnessError
+
+SCHEMA_VERSION = 1
+
+
+def cpu_placement(pin: bool) -> dict:
+    """Server and load generator on disjoint cores when there are at least two."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return {"pinned": False, "server": None, "loadgen": None, "available": available}
+    return {
+        "pinned": True,
+        "server": available[:1],
+        "loadgen": available[1:],
+        "available": available,
+    }
+
+
+class Progress:
+    """One line per phase change; on a terminal, a live countdown on that line."""
+
+    def __init__(self, cells: list[Cell], config: BenchConfig, stream=sys.stdout):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.total = len(cells)
+        self.remaining_s = {cell: config.estimated_cell_s(cell) for cell in cells}
+        self.index = 0
+        self.cell: Cell | None = None
+        self.phase = ""
+
+    def start(self, index: int, cell: Cell) -> None:
+        self.index, self.cell, self.phase = index, cell, ""
+
+    def tick(self, phase: str, left_s: float) -> None:
+        later = sum(s for c, s in self.remaining_s.items() if c != self.cell)
+        text = f"[{self.index}/{self.total}] {self.cell.label()}: {phase}"
+        if left_s > 0:
+            text += f", {left_s:.0f} s left"
+        text += f" (sweep ~{format_duration(later + left_s)} to go)"
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+        elif phase != self.phase:
+            print(text, file=self.stream, flush=True)
+        self.phase = phase
+
+    def done(self, cell: Cell, line: str) -> None:
+        self.remaining_s.pop(cell, None)
+        if self.live:
+            self.stream.write("\r\033[K")
+        print(f"[{self.index}/{self.total}] {line}", file=self.stream, flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def result_line(summary: dict) -> str:
+    lat = summary["latency_us"]
+
+    def ms(value):
+        return "-" if value is None else f"{value / 1000:.1f}"
+
+    text = (
+        f"{summary['transport']} x{summary['clients']} @ {summary['rate']:g}/s: "
+        f"p50 {ms(lat['p50'])} ms, p99 {ms(lat['p99'])} ms, "
+        f"lost {summary['lost']}/{summary['expected']}, dup {summary['duplicates']}"
+    )
+    if summary["requests_per_delivery"] is not None:
+        text += f", {summary['requests_per_delivery']:.2f} req/delivery"
+    if summary["server_cpu_us_per_delivery"] is not None:
+        text += f", server {summary['server_cpu_us_per_delivery']:.0f} us CPU/delivery"
+    return text
+
+
+def raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
+    """Returns (exit status, run folder): 0 done, 1 a run failure, 130 interrupted."""
+    placement = cpu_placement(pin)
+    run_dir = new_run_dir(config.out)
+    point_latest(run_dir)
+    write_json(run_dir / "manifest.json", build_manifest(config.to_json(), placement))
+    cells = config.cells()
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run": run_dir.name,
+        "complete": False,
+        "interrupted": False,
+        "error": None,
+        "cells": [],
+    }
+    write_json(run_dir / "summary.json", summary)
+    cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
+    progress = Progress(cells, config)
+    estimate = sum(config.estimated_cell_s(c) for c in cells)
+    print(
+        f"pushpull: {len(cells)} cell(s), about {format_duration(estimate)}; results in {run_dir}",
+        flush=True,
+    )
+    previous_term = signal.signal(signal.SIGTERM, raise_interrupt)
+    status = 0
+    try:
+        for index, cell in enumerate(cells, 1):
+            progress.start(index, cell)
+            cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
+            summary["cells"].append(cell_summary)
+            write_json(run_dir / "summary.json", summary)
+            progress.done(cell, result_line(cell_summary))
+        summary["complete"] = True
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        status = 130
+        print(
+            f"\npushpull: interrupted; {len(summary['cells'])} finished cell(s) kept in {run_dir}",
+            file=sys.stderr,
+        )
+    except HarnessError as exc:
+        summary["error"] = str(exc)
+        status = 1
+        print(f"\npushpull bench: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # a bug: keep the results, put the traceback in the run folder
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        status = 1
+        print(
+            f"\npushpull bench: internal error: {type(exc).__name__}: {exc} (traceback in {run_dir / 'error.log'})",
+            file=sys.stderr,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        summary["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_json(run_dir / "summary.json", summary)
+    return status, run_dir
