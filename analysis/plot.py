@@ -1,0 +1,198 @@
+"""Charts and a summary table of one run, from its results only.
+
+    pushpull plot results/latest
+        -> results/<run>/charts/latency_vs_clients.png, latency_distribution.png
+        -> results/<run>/summary.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from analysis.results import PlotError, Run, load_run  # noqa: E402
+from analysis.style import LINESTYLES, MARKERS, color, label, rank, transport_order  # noqa: E402
+from analysis.table import write_summary_table  # noqa: E402
+
+__all__ = ["PlotError", "plot_run", "main"]
+
+
+def ms_formatter():
+    return FuncFormatter(lambda v, _pos: f"{v:g}")
+
+
+def series_key(cell: dict, run: Run) -> tuple:
+    """Cells drawn on one line: same transport (and poll interval when several were swept)."""
+    intervals = {c["poll_interval"] for c in run.cells if c["poll_interval"] is not None}
+    interval = cell["poll_interval"] if len(intervals) > 1 else None
+    return cell["transport"], interval
+
+
+def series_label(key: tuple) -> str:
+    transport, interval = key
+    return label(transport) + (f", every {interval:g} s" if interval is not None else "")
+
+
+def plot_latency_vs_clients(run: Run, out: Path) -> Path:
+    """(a) p50 and p99 delivery latency against client count, one colour per transport."""
+    rates = sorted({c["rate"] for c in run.cells})
+    fig, axes = plt.subplots(
+        1, len(rates), figsize=(7.5 * len(rates), 5.2), squeeze=False, sharey=True
+    )
+    for ax, rate in zip(axes[0], rates):
+        series: dict[tuple, list[dict]] = defaultdict(list)
+        for cell in run.cells:
+            if cell["rate"] == rate and cell["latency_us"]["count"]:
+                series[series_key(cell, run)].append(cell)
+        for key in sorted(series, key=lambda k: (rank(k[0]), k[1] or 0)):
+            cells = sorted(series[key], key=lambda c: c["clients"])
+            x = [c["clients"] for c in cells]
+            for stat in ("p50", "p99"):
+                y = [c["latency_us"][stat] / 1000 for c in cells]
+                ax.plot(
+                    x,
+                    y,
+                    linestyle=LINESTYLES[stat],
+                    marker=MARKERS[stat],
+                    color=color(key[0]),
+                    linewidth=1.8,
+                    markersize=6,
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("connected clients")
+        ax.set_title(f"publish rate {rate:g} events/s", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_major_formatter(ms_formatter())
+        ax.yaxis.set_major_formatter(ms_formatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(sorted({c["clients"] for c in run.cells}))
+    axes[0][0].set_ylabel("delivery latency (ms, log scale)")
+    keys = transport_order({c["transport"] for c in run.cells})
+    handles = [Line2D([], [], color=color(t), linewidth=2.5, label=label(t)) for t in keys]
+    handles += [
+        Line2D([], [], color="black", linestyle=LINESTYLES[s], marker=MARKERS[s], label=s)
+        for s in ("p50", "p99")
+    ]
+    axes[0][-1].legend(handles=handles, loc="best", fontsize=9)
+    fig.suptitle(
+        f"Delivery latency (publish to each client's receipt) vs clients\n{run.title_suffix()}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path = out / "latency_vs_clients.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def percentile_spectrum(histogram) -> tuple[list[float], list[float]]:
+    """(1/(1-q) for q from 0 to the last recorded quantile, latency in ms): the x axis of
+    HdrHistogram's plotter, where 10, 100, 1000 read as p90, p99, p99.9."""
+    count = histogram.get_total_count()
+    top = max(count, 2)
+    xs, ys = [], []
+    steps = 200
+    for i in range(steps + 1):
+        x = top ** (i / steps)
+        q = 100.0 * (1.0 - 1.0 / x)
+        xs.append(x)
+        ys.append(histogram.get_value_at_percentile(q) / 1000)
+    return xs, ys
+
+
+def plot_distributions(run: Run, out: Path) -> Path:
+    """(b) per client count, the latency distributions of all transports overlaid."""
+    clients = sorted({c["clients"] for c in run.cells})
+    cols = min(len(clients), 3)
+    rows = math.ceil(len(clients) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(6.0 * cols, 4.6 * rows), squeeze=False, sharey=True
+    )
+    most = max((c["latency_us"]["count"] for c in run.cells), default=2)
+    for ax, n in zip(axes.flat, clients):
+        for cell in sorted(
+            (c for c in run.cells if c["clients"] == n),
+            key=lambda c: rank(c["transport"]),
+        ):
+            histogram = run.histogram(cell)
+            if histogram is None or histogram.get_total_count() == 0:
+                continue
+            xs, ys = percentile_spectrum(histogram)
+            name = series_label(series_key(cell, run))
+            if len({c["rate"] for c in run.cells}) > 1:
+                name += f" @ {cell['rate']:g}/s"
+            ax.plot(xs, ys, color=color(cell["transport"]), linewidth=1.8, label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([t for t in (1, 2, 10, 100, 1000, 10000, 100000, 1000000) if t <= most])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: quantile_label(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(ms_formatter())
+        ax.set_xlim(1, max(most, 10))
+        ax.set_xlabel("percentile (log scale of 1/(1-q))")
+        ax.set_title(f"{n} clients", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes.flat[len(clients) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("delivery latency (ms, log scale)")
+    fig.suptitle(
+        f"Delivery latency distribution per client count (percentile spectrum)\n{run.title_suffix()}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path = out / "latency_distribution.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def quantile_label(x: float) -> str:
+    if x <= 1:
+        return "p0"
+    q = 100 * (1 - 1 / x)
+    return f"p{q:.4g}"
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Every chart of a run, plus summary.md. Returns the chart paths."""
+    run = load_run(run_dir)
+    measured = [c for c in run.cells if c["latency_us"]["count"]]
+    if not measured:
+        raise PlotError(
+            f"{run_dir} has no measured cells yet (summary.json lists {len(run.cells)})"
+        )
+    out = run.path / "charts"
+    out.mkdir(exist_ok=True)
+    paths = [plot_latency_vs_clients(run, out), plot_distributions(run, out)]
+    write_summary_table(run, run.path / "summary.md")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Draw the charts of a pushpull run folder.")
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        for path in plot_run(args.run_dir):
+            print(path)
+    except PlotError as exc:
+        print(f"pushpull plot: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Read a run folder (results only: analysis never starts anything).
+
+run = load_run(Path("results/latest"))
+run.cells[0]["latency_us"]["p99"], run.histogram(run.cells[0], "latency")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from hdrh.histogram import HdrHistogram
+
+SUPPORTED_SCHEMA = 1
+
+
+class PlotError(Exception):
+    """The run folder can't be read: one line, exit status 1."""
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict
+    summary: dict
+
+    @property
+    def cells(self) -> list[dict]:
+        return self.summary["cells"]
+
+    def histogram(self, cell: dict, name: str = "latency") -> HdrHistogram | None:
+        path = self.path / cell["name"] / "histograms.json"
+        try:
+            encoded = json.loads(path.read_text())[name]
+        except (OSError, KeyError, ValueError):
+            return None
+        return HdrHistogram.decode(encoded.encode("ascii"))
+
+    def title_suffix(self) -> str:
+        """What was run, for chart titles: rate, window, machine."""
+        args = self.manifest.get("arguments", {})
+        rates = sorted({c["rate"] for c in self.cells})
+        rate = "/".join(f"{r:g}" for r in rates)
+        cores = self.manifest.get("cores")
+        return (
+            f"broadcast at {rate} events/s, {args.get('duration', '?'):g} s windows, {cores} cores"
+        )
+
+
+def load_run(path: Path) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise PlotError(f"{path} is not a run folder (expected e.g. results/latest)")
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except FileNotFoundError:
+        raise PlotError(f"{path} has no summary.json (is it a pushpull run folder?)") from None
+    except ValueError as exc:
+        raise PlotError(f"{path / 'summary.json'} is not valid JSON: {exc}") from None
+    if summary.get("schema_version") != SUPPORTED_SCHEMA:
+        raise PlotError(
+            f"{path / 'summary.json'}: schema_version {summary.get('schema_version')} is not supported (expected {SUPPORTED_SCHEMA})"
+        )
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    return Run(path.resolve(), manifest, summary)

@@ -1,0 +1,38 @@
+"""One look for every chart: a fixed, colour-blind-safe colour per transport (Okabe-Ito)."""
+
+from __future__ import annotations
+
+COLORS = {
+    "socketio": "#0072B2",  # blue
+    "longpoll": "#D55E00",  # vermillion
+    "shortpoll": "#E69F00",  # orange
+    "sse": "#009E73",  # bluish green
+    "socketio-polling": "#CC79A7",  # reddish purple
+}
+ORDER = list(COLORS)
+LABELS = {
+    "socketio": "Socket.IO (websocket push)",
+    "longpoll": "long-poll",
+    "shortpoll": "short-poll",
+    "sse": "Server-Sent Events",
+    "socketio-polling": "Socket.IO (its long-polling)",
+}
+MARKERS = {"p50": "o", "p99": "^"}
+LINESTYLES = {"p50": "-", "p99": "--"}
+
+
+def color(transport: str) -> str:
+    return COLORS.get(transport, "#555555")
+
+
+def label(transport: str) -> str:
+    return LABELS.get(transport, transport)
+
+
+def rank(transport: str) -> tuple[int, str]:
+    """Sort key: transports in the fixed ORDER, unknown ones after, by name."""
+    return (ORDER.index(transport) if transport in ORDER else len(ORDER), transport)
+
+
+def transport_order(transports) -> list[str]:
+    return sorted(set(transports), key=rank)

@@ -1,0 +1,87 @@
+"""A short Markdown table of a run's cells (results/<run>/summary.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.style import rank
+
+
+def ms(value_us) -> str:
+    return "-" if value_us is None else f"{value_us / 1000:.1f}"
+
+
+def num(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def cell_rows(cells: list[dict]) -> list[list[str]]:
+    ordered = sorted(
+        cells,
+        key=lambda c: (
+            c["rate"],
+            c["clients"],
+            rank(c["transport"]),
+            c["poll_interval"] or 0,
+        ),
+    )
+    rows = []
+    for c in ordered:
+        lat = c["latency_us"]
+        transport = c["transport"] + (
+            f" ({c['poll_interval']:g} s)" if c["poll_interval"] is not None else ""
+        )
+        rows.append(
+            [
+                transport,
+                str(c["clients"]),
+                f"{c['rate']:g}",
+                ms(lat["p50"]),
+                ms(lat["p90"]),
+                ms(lat["p99"]),
+                ms(lat["p999"]),
+                ms(lat["max"]),
+                f"{c['received']}/{c['expected']}",
+                str(c["lost"]),
+                str(c["duplicates"]),
+                num(c["requests_per_delivery"]),
+                num(c["bytes_per_delivery"], 0),
+                num(c["server_cpu_us_per_delivery"], 0),
+                num(c["loadgen_cpu_percent"], 0),
+            ]
+        )
+    return rows
+
+
+HEADER = [
+    "transport", "clients", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+    "received/expected", "lost", "dup", "req/delivery", "bytes/delivery",
+    "server CPU us/delivery", "loadgen CPU %",
+]  # fmt: skip
+
+
+def markdown_table(cells: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cell_rows(cells)]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary_table(run, path: Path) -> Path:
+    manifest = run.manifest
+    status = (
+        "complete"
+        if run.summary.get("complete")
+        else "INCOMPLETE (interrupted or failed): partial results"
+    )
+    head = [
+        f"# pushpull run {run.summary.get('run', run.path.name)}",
+        "",
+        f"{status}; {manifest.get('cores', '?')} cores ({manifest.get('cpu_model', '?')}), "
+        f"Python {manifest.get('python', '?')}, command: `{' '.join(manifest.get('argv', []))}`",
+        "",
+        "Delivery latency = each client's receive time - the server's publish time, steady-state "
+        "window only (warm-up excluded).",
+        "",
+    ]
+    path.write_text("\n".join(head) + markdown_table(run.cells))
+    return path
