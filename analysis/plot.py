@@ -1,8 +1,8 @@
 """Charts and a summary table of one run, from its results only.
 
-    pushpull plot results/latest
-        -> results/<run>/charts/latency_vs_clients.png, latency_distribution.png
-        -> results/<run>/summary.md
+pushpull plot results/latest
+    -> results/<run>/charts/latency_vs_clients.png, latency_distribution.png
+    -> results/<run>/summary.md
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+# pushpull: the front door. `make bench` and `make test` do their own set-up on a fresh machine.
+#   make bench CLIENTS="10 100 1000" TRANSPORTS="socketio longpoll" DURATION=20 RATE=2 POLL_INTERVAL=0.5
+
+PYTHON        ?= python3
+VENV          ?= .venv
+CLIENTS       ?= 10 100 500
+TRANSPORTS    ?= socketio longpoll shortpoll
+DURATION      ?= 15
+RATE          ?= 2
+POLL_INTERVAL ?= 0.5
+OUT           ?= results
+BENCH_ARGS    ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Spaces or commas both work: "10 100 500" -> "10,100,500".
+comma := ,
+empty :=
+space := $(empty) $(empty)
+list   = $(subst $(space),$(comma),$(strip $(1)))
+
+.PHONY: setup bench plot test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/pushpull bench --clients "$(call list,$(CLIENTS))" --transports "$(call list,$(TRANSPORTS))" \
+		--duration "$(DURATION)" --rate "$(call list,$(RATE))" \
+		--poll-interval "$(call list,$(POLL_INTERVAL))" --out "$(OUT)" $(BENCH_ARGS)
+
+plot: $(STAMP)
+	$(BIN)/pushpull plot $(OUT)/latest
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,55 @@
+"""Shared test helpers: real servers as subprocesses on free ports, the pushpull CLI as a
+subprocess (the harness must not be imported by Locust or gevent users)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_OF = {
+    "socketio": "servers.push",
+    "longpoll": "servers.longpoll",
+    "shortpoll": "servers.longpoll",
+}
+
+
+@contextmanager
+def running_server(module: str, rate: float = 0.0, *extra: str):
+    """Start `python -m module --port 0`, read its announce line, yield (url, pid), stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", "0", "--rate", str(rate), *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{module} did not start: {process.stderr.read()}")
+        announce = json.loads(line)
+        yield announce["listening"], announce["pid"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def pushpull(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "pushpull.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )

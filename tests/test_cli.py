@@ -1,0 +1,123 @@
+"""Bad input: one clear line naming the flag, a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, pushpull, running_server
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, status: int = 2):
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--clients", "0"], ["--clients", "0", "from 1"]),
+        (["--clients", "abc"], ["--clients", "'abc'", "whole number"]),
+        (["--clients", "10,-5"], ["--clients", "-5"]),
+        (["--clients", ""], ["--clients", "empty"]),
+        (["--transports", "foo"], ["--transports", "'foo'", "socketio, longpoll, shortpoll"]),
+        (["--duration", "-1"], ["--duration", "-1", "above 0"]),
+        (["--duration", "soon"], ["--duration", "'soon'"]),
+        (["--rate", "0"], ["--rate", "above 0"]),
+        (["--poll-interval", "x"], ["--poll-interval", "'x'"]),
+        (["--port", "70000"], ["--port", "70000", "0-65535"]),
+        (["--spawn-rate", "0"], ["--spawn-rate"]),
+        (["--bogus"], ["unrecognized arguments: --bogus"]),
+    ],
+)
+def test_bench_rejects_bad_input(tmp_path, args, needles):
+    result = pushpull("bench", "--out", str(tmp_path), *args, timeout=60)
+    assert_one_line_error(result, *needles)
+    assert not any(tmp_path.iterdir()), "nothing is run or written for bad input"
+
+
+def test_out_must_be_a_folder(tmp_path):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    assert_one_line_error(pushpull("bench", "--out", str(file)), "--out", "not a folder")
+
+
+def test_plot_needs_a_run_folder(tmp_path):
+    assert_one_line_error(pushpull("plot", str(tmp_path / "nope")), "not a run folder", status=1)
+    assert_one_line_error(pushpull("plot", str(tmp_path)), "no summary.json", status=1)
+
+
+def test_port_in_use_is_one_line(tmp_path):
+    with running_server("servers.longpoll") as (url, _pid):
+        port = url.rsplit(":", 1)[1]
+        result = pushpull(
+            "bench", "--transports", "longpoll", "--clients", "1", "--duration", "1",
+            "--port", port, "--out", str(tmp_path), "--no-plot", timeout=120,
+        )  # fmt: skip
+    assert_one_line_error(
+        result, "failed to start", "address already in use", f"--port {port}", status=1
+    )
+
+
+def test_server_that_cannot_bind_is_one_line(tmp_path):
+    result = pushpull(
+        "bench", "--transports", "socketio", "--clients", "1", "--duration", "1",
+        "--host", "192.0.2.1", "--out", str(tmp_path), "--no-plot", timeout=120,
+    )  # fmt: skip
+    assert_one_line_error(result, "servers.push", "failed to start", "192.0.2.1", status=1)
+
+
+def test_server_cli_errors_are_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for module in ("servers.push", "servers.longpoll"):
+            result = subprocess.run(
+                [sys.executable, "-m", module, "--port", port],
+                cwd=ROOT, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert_one_line_error(result, module, "address already in use")
+    result = subprocess.run(
+        [sys.executable, "-m", "servers.push", "--rate", "fast"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert_one_line_error(result, "--rate", "'fast'")
+
+
+def test_verify_reports_a_server_that_does_not_speak_the_protocol(tmp_path):
+    """A plain static file server is not a pushpull server: verify lists problems."""
+    from pushpull.verify import verify
+
+    (tmp_path / "healthz").write_text('{"status": "ok"}')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
+        port = line.split(" port ")[1].split()[0]
+        problems = verify("longpoll", f"http://127.0.0.1:{port}", "longpoll", process.pid)
+    finally:
+        process.terminate()
+        process.wait()
+    assert problems and any("/healthz" in p or "HTTP" in p or "Error" in p for p in problems)
+
+
+def test_make_rejects_a_bad_variable_value():
+    venv = Path(sys.executable).parent.parent
+    result = subprocess.run(
+        ["make", "--no-print-directory", "bench", "CLIENTS=ten", f"VENV={venv}", "STAMP="],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "pushpull bench: error: --clients: 'ten' is not a whole number" in result.stderr

@@ -1,0 +1,96 @@
+"""Per-client accounting and exact merging of load-generator measurements."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from loadtests.recorder import (
+    Recorder,
+    expected_deliveries,
+    merge_process_files,
+    new_histogram,
+    record_us,
+)
+
+T0 = 1_800_000_000_000_000_000
+
+
+def event(seq: int, t_pub: int = T0 + 5_000_000) -> dict:
+    return {"seq": seq, "t_pub": t_pub, "t_sched": t_pub - 1000, "kind": "tick", "data": {}}
+
+
+def steady_recorder() -> Recorder:
+    recorder = Recorder(transport="test")
+    recorder.window.start_ns, recorder.window.end_ns = T0, T0 + 10_000_000_000
+    return recorder
+
+
+def test_tracker_counts_duplicates_reorders_and_ignores_what_is_not_owed():
+    recorder = steady_recorder()
+    tracker = recorder.tracker()
+    assert not tracker.deliver(event(3), T0 + 6_000_000)  # before the welcome: not owed yet
+    tracker.joined(10)
+    assert not tracker.deliver(event(10), T0 + 6_000_000)  # at the baseline: not owed
+    assert tracker.deliver(event(11), T0 + 6_000_000)
+    assert tracker.deliver(event(13), T0 + 6_000_000)
+    assert tracker.deliver(event(12), T0 + 6_000_000)  # late: reordered, still counted once
+    assert not tracker.deliver(event(13), T0 + 6_000_000)  # duplicate
+    assert tracker.deliver(event(500), T0 + 6_000_000)  # far ahead: the bitmap grows
+    assert (recorder.received, recorder.duplicates, recorder.reordered) == (4, 1, 1)
+    latency = recorder.histograms["latency"]
+    assert latency.get_total_count() == 4 and latency.get_value_at_percentile(50) == 1000
+
+
+def test_phases_keep_warmup_apart():
+    recorder = steady_recorder()
+    tracker = recorder.tracker()
+    tracker.joined(0)
+    tracker.deliver(event(1, T0 - 1), T0 + 1_000_000)  # published before the window
+    tracker.deliver(event(2, T0 + 1), T0 + 2_000_000)  # inside
+    tracker.deliver(event(3, T0 + 20_000_000_000), T0 + 20_000_000_000)  # after: tail, dropped
+    assert recorder.histograms["warmup"].get_total_count() == 1
+    assert recorder.histograms["latency"].get_total_count() == 1
+    assert recorder.received == 1
+
+
+def test_expected_deliveries_follow_each_connection():
+    # window seqs 101..200; one client all along, one joined at 150, one left at 120.
+    segments = [[50, None], [150, None], [90, 120]]
+    assert expected_deliveries(segments, 101, 200) == 100 + 50 + 20
+    assert expected_deliveries(segments, None, None) == 0
+
+
+def test_tracker_segments_end_where_the_connection_left():
+    recorder = steady_recorder()
+    tracker = recorder.tracker()
+    tracker.joined(7)
+    tracker.deliver(event(8), T0 + 6_000_000)
+    tracker.left()
+    tracker.joined(20)
+    assert recorder.segments == [[7, 8], [20, None]]
+
+
+def test_merge_is_exact(tmp_path):
+    rng = random.Random(4)
+    values = [[rng.randint(1, 2_000_000) for _ in range(5000)] for _ in range(3)]
+    for i, chunk in enumerate(values):
+        recorder = steady_recorder()
+        for v in chunk:
+            record_us(recorder.histograms["latency"], v)
+        recorder.received, recorder.duplicates = len(chunk), i
+        recorder.segments = [[i, None]]
+        data = recorder.to_dict()
+        data["pid"] = 1000 + i
+        (tmp_path / f"loadgen-{i}.json").write_text(json.dumps(data))
+    merged = merge_process_files(sorted(tmp_path.glob("loadgen-*.json")))
+    reference = new_histogram()
+    for v in (v for chunk in values for v in chunk):
+        reference.record_value(v)
+    hist = merged["histograms"]["latency"]
+    assert hist.get_total_count() == reference.get_total_count() == 15000
+    for q in (0, 50, 90, 99, 99.9, 100):
+        assert hist.get_value_at_percentile(q) == reference.get_value_at_percentile(q)
+    assert merged["received"] == 15000 and merged["duplicates"] == 0 + 1 + 2
+    assert merged["segments"] == [[0, None], [1, None], [2, None]]
+    assert len(merged["processes"]) == 3

@@ -1,0 +1,144 @@
+"""End to end: a tiny real sweep (servers, Locust, charts), and what Ctrl-C or a crash leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, pushpull
+
+LATENCY_KEYS = {"count", "min", "p50", "p90", "p99", "p999", "max"}
+CELL_KEYS = {
+    "transport", "clients", "rate", "poll_interval", "duration_s", "latency_us", "expected",
+    "received", "lost", "duplicates", "requests_per_delivery", "server_cpu_us_per_delivery",
+    "loadgen_cpu_percent",
+}  # fmt: skip
+
+
+def run_dir_of(out: Path) -> Path:
+    latest = out / "latest"
+    assert latest.is_symlink(), "results/latest points at the newest run"
+    return latest.resolve()
+
+
+def test_smoke_sweep_produces_summary_and_charts(tmp_path):
+    result = pushpull(
+        "bench", "--clients", "2,4", "--transports", "socketio,longpoll,shortpoll",
+        "--duration", "2", "--grace", "1", "--rate", "4", "--poll-interval", "0.2",
+        "--out", str(tmp_path), timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    run = run_dir_of(tmp_path)
+    assert str(run.parent) == str(tmp_path) and "-" in run.name
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["cores"] == os.cpu_count() and manifest["packages"]["locust"]
+    assert manifest["arguments"]["clients"] == [2, 4]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["schema_version"] == 1 and summary["complete"] is True
+    cells = summary["cells"]
+    assert {(c["transport"], c["clients"]) for c in cells} == {
+        (t, n) for t in ("socketio", "longpoll", "shortpoll") for n in (2, 4)
+    }
+    for cell in cells:
+        assert CELL_KEYS <= set(cell), CELL_KEYS - set(cell)
+        assert set(cell["latency_us"]) >= LATENCY_KEYS
+        # rate 4/s for a 2 s window: about 8 events to each client, none lost or duplicated
+        assert cell["expected"] >= cell["clients"] * 6, cell
+        assert cell["lost"] == 0 and cell["duplicates"] == 0, cell
+        assert cell["received"] == cell["latency_us"]["count"] == cell["expected"]
+        lat = cell["latency_us"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"] < 5_000_000
+        assert (cell["requests_per_delivery"] is None) == (cell["transport"] == "socketio")
+        assert (cell["poll_interval"] is None) == (cell["transport"] != "shortpoll")
+        assert cell["server_cpu_us_per_delivery"] is not None and cell["loadgen_cpu_percent"] >= 0
+        folder = run / cell["name"]
+        for name in ("histograms.json", "locust_stats.csv", "locust.html", "server.log"):
+            assert (folder / name).stat().st_size > 0, name
+    for chart in ("latency_vs_clients.png", "latency_distribution.png"):
+        png = run / "charts" / chart
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "| socketio |" in (run / "summary.md").read_text()
+    assert "charts in" in result.stdout
+
+
+def start_bench(out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pushpull.cli", "bench", "--out", str(out), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def wait_for_cells(
+    out: Path, count: int, process: subprocess.Popen, timeout: float
+) -> list[psutil.Process]:
+    """Wait until `count` cells are in summary.json and the next cell's processes run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            cells = json.loads((out / "latest" / "summary.json").read_text())["cells"]
+        except (OSError, ValueError):
+            cells = []
+        children = psutil.Process(process.pid).children(recursive=True)
+        if len(cells) >= count and len(children) >= 2:
+            return children
+        time.sleep(0.2)
+    pytest.fail(f"no {count} finished cell(s) within {timeout} s")
+
+
+def assert_all_gone(processes: list[psutil.Process], out: Path, timeout: float = 15) -> None:
+    gone, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+    strays = [
+        p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not strays, f"processes still using {out}: {[p.info['cmdline'] for p in strays]}"
+
+
+SWEEP = (
+    "--clients",
+    "2",
+    "--transports",
+    "longpoll,socketio,shortpoll",
+    "--duration",
+    "2",
+    "--grace",
+    "0.5",
+)
+
+
+def test_ctrl_c_keeps_finished_cells_and_leaves_nothing_running(tmp_path):
+    process = start_bench(tmp_path, *SWEEP)
+    children = wait_for_cells(tmp_path, 1, process, timeout=120)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert_all_gone(children, tmp_path)
+    run = run_dir_of(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["complete"] is False
+    assert len(summary["cells"]) >= 1 and summary["cells"][0]["transport"] == "longpoll"
+    # what was measured can be plotted
+    assert (run / "charts" / "latency_vs_clients.png").exists()
+    replot = pushpull("plot", str(run))
+    assert replot.returncode == 0, replot.stderr
+
+
+def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
+    process = start_bench(tmp_path, *SWEEP, "--no-plot")
+    children = wait_for_cells(tmp_path, 1, process, timeout=120)
+    process.send_signal(signal.SIGKILL)  # a crash: no finally blocks run
+    process.communicate(timeout=30)
+    assert_all_gone(children, tmp_path)
+    summary = json.loads((run_dir_of(tmp_path) / "summary.json").read_text())
+    assert len(summary["cells"]) >= 1, "finished cells were written before the crash"
