@@ -72,7 +72,6 @@ def locust_command(
         "--users", str(cell.clients),
         "--spawn-rate", f"{config.spawn_rate:g}",
         "--run-time", f"{int(run_time_s) + 1}s",
-        "--stop-timeout", "5",
         "--csv", str(cell_dir / "locust"),
         "--html", str(cell_dir / "locust.html"),
         "--transport", cell.transport,

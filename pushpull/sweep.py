@@ -100,7 +100,7 @@ def raise_interrupt(signum, frame):
 def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
     """Returns (exit status, run folder): 0 done, 1 a run failure, 130 interrupted."""
     placement = cpu_placement(pin)
-    run_dir = new_run_dir(config.out)
+    run_dir = new_run_dir(config.out).resolve()
     point_latest(run_dir)
     write_json(run_dir / "manifest.json", build_manifest(config.to_json(), placement))
     cells = config.cells()
