@@ -5,10 +5,10 @@ Run by `pushpull bench`, or on its own with Locust's web UI:
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:5001 --transport socketio
 
-Every delivered event fires Locust's `events.request` (request_type DELIVER, response time = the
-delivery latency in ms) so Locust's UI, CSV and HTML reports show it; each event is also recorded
-in this process's own steady-state HdrHistogram in integer microseconds (see recorder.py), which
-is what pushpull reports. The window starts `--grace` seconds after spawning completes and lasts
+Every delivered event is counted in Locust's request stats (type DELIVER, response time = the
+delivery latency in ms, added in bulk: see DeliveryStats) so Locust's UI, CSV and HTML reports
+show it. Each event is also recorded in this process's own steady-state HdrHistogram in integer
+microseconds (see recorder.py), which is what pushpull reports. The window starts `--grace` seconds after spawning completes and lasts
 `--measure` seconds (0: until the test stops); events published before it are recorded separately
 as warm-up. With `--pushpull-out DIR` each process writes its measurements to DIR at test stop.
 """
@@ -20,13 +20,17 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import gevent
 import socketio
 from locust import FastHttpUser, User, events, task
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import StatsEntry, bucket_response_time
 
+from loadtests.leansio import LeanSocketIO, Reactor
 from loadtests.recorder import Recorder, record_us
 
 TRANSPORTS = ("socketio", "longpoll", "shortpoll")
@@ -42,6 +46,12 @@ def add_arguments(parser) -> None:
         default=os.environ.get("PUSHPULL_TRANSPORT", "socketio"),
         include_in_web_ui=False,
         help="which client to swarm with (default socketio, or $PUSHPULL_TRANSPORT)",
+    )
+    parser.add_argument(
+        "--socketio-client",
+        choices=("lean", "python-socketio"),
+        default="lean",
+        help="socketio transport: pushpull's lean client or python-socketio's Client (default lean)",
     )
     parser.add_argument(
         "--poll-interval", type=float, default=0.5, help="short-poll period in seconds (0.5)"
@@ -69,9 +79,13 @@ def on_init(environment, runner, **_kwargs) -> None:
     if options is None:  # used as a library, not from the locust command
         return
     chosen = USER_CLASSES[options.transport]
+    if options.transport == "socketio" and options.socketio_client == "python-socketio":
+        chosen = PythonSocketIOUser
     if not options.user_classes:  # positional class names on the command line win
         environment.user_classes[:] = [chosen]
     environment.pushpull = Recorder(transport=options.transport)
+    environment.pushpull_stats = DeliveryStats(environment)
+    environment.pushpull_reactor = Reactor()
     if isinstance(runner, WorkerRunner):
         runner.register_message(
             "pushpull_window", lambda msg, **_kw: open_window(environment, **msg.data)
@@ -86,6 +100,7 @@ def on_init(environment, runner, **_kwargs) -> None:
 def on_test_start(environment, **_kwargs) -> None:
     if not isinstance(environment.runner, MasterRunner):
         gevent.spawn(watch_loop_lag, environment.pushpull)
+        gevent.spawn(environment.pushpull_stats.run)
 
 
 def decide_window(environment, user_count: int) -> None:
@@ -110,6 +125,7 @@ def on_test_stop(environment, **_kwargs) -> None:
     recorder: Recorder = environment.pushpull
     if isinstance(environment.runner, MasterRunner):
         return
+    environment.pushpull_stats.flush()
     if recorder.cpu_end is None and recorder.cpu_start is not None:
         recorder.window_ended()
     latency = recorder.histograms["latency"]
@@ -169,12 +185,61 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def fire_delivery(user, latency_us: int, size: int) -> None:
+class DeliveryStats:
+    """Deliveries in Locust's request stats (type DELIVER, response time = latency in ms), added
+    in bulk once a second with `StatsEntry.extend` (what Locust itself uses to merge workers'
+    stats) instead of one `events.request.fire` per delivery: at a few thousand deliveries a
+    second the per-event path was a measurable share of the load generator's CPU. The exact
+    figures come from the HdrHistograms; these feed Locust's UI, CSV and HTML reports."""
+
+    FLUSH_S = 1.0
+
+    def __init__(self, environment) -> None:
+        self.environment = environment
+        self.pending: dict[str, list] = {}  # name -> [Counter of whole ms, sum ms, min, max]
+
+    def add(self, name: str, latency_us: int) -> None:
+        entry = self.pending.get(name)
+        if entry is None:
+            entry = self.pending[name] = [Counter(), 0.0, latency_us, latency_us]
+        entry[0][(latency_us + 500) // 1000] += 1
+        entry[1] += latency_us
+        if latency_us < entry[2]:
+            entry[2] = latency_us
+        elif latency_us > entry[3]:
+            entry[3] = latency_us
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        stats, now = self.environment.stats, time.time()
+        for name, (counts, total_us, low_us, high_us) in pending.items():
+            batch = StatsEntry(stats, name, "DELIVER")
+            batch.num_requests = sum(counts.values())
+            batch.num_reqs_per_sec[int(now)] = batch.num_requests
+            for ms, count in counts.items():
+                batch.response_times[bucket_response_time(ms)] += count
+            batch.total_response_time = total_us / 1000
+            batch.min_response_time, batch.max_response_time = low_us / 1000, high_us / 1000
+            batch.start_time = batch.last_request_timestamp = now
+            stats.get(name, "DELIVER").extend(batch)
+            stats.total.extend(batch)
+
+    def run(self) -> None:
+        while True:
+            gevent.sleep(self.FLUSH_S)
+            self.flush()
+
+
+def fire_delivery(user, latency_us: int) -> None:
+    user.environment.pushpull_stats.add(user.transport, latency_us)
+
+
+def fire_connect(user, started: float) -> None:
     user.environment.events.request.fire(
-        request_type="DELIVER",
-        name=user.transport,
-        response_time=latency_us / 1000,
-        response_length=size,
+        request_type="CONNECT",
+        name="socket.io connect",
+        response_time=(time.perf_counter() - started) * 1000,
+        response_length=0,
         exception=None,
         context=None,
     )
@@ -193,7 +258,52 @@ def fire_failure(user, name: str, started: float, exc: BaseException) -> None:
 
 
 class SocketIOUser(User):
-    """A Socket.IO client on the websocket transport (python-socketio's Client)."""
+    """A Socket.IO client on the websocket transport: pushpull's lean client (leansio.py). The
+    process's Reactor reads all connections on one greenlet, stamping each event as its bytes
+    leave the socket; this user's greenlet only connects, waits and closes."""
+
+    transport = "socketio"
+
+    def on_start(self) -> None:
+        recorder: Recorder = self.environment.pushpull
+        self.tracker = recorder.tracker()
+        self.client = LeanSocketIO(self.host, self.on_event, timeout=30)
+        started = time.perf_counter()
+        try:
+            self.client.connect()
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is a measured error
+            fire_failure(self, "socket.io connect", started, exc)
+            raise
+        recorder.clients += 1
+        fire_connect(self, started)
+        self.environment.pushpull_reactor.add(self.client)
+
+    def on_event(self, name: str, data, t_recv: int) -> None:
+        if name == "response":
+            if self.tracker.deliver(data, t_recv):
+                fire_delivery(self, (t_recv - data["t_pub"]) // 1000)
+        elif name == "welcome":
+            self.tracker.joined(data["last_seq"])
+
+    @task
+    def listen(self) -> None:
+        self.client.closed.wait()  # set when the server ends the connection
+        self.tracker.left()
+        self.environment.pushpull.clients -= 1
+        self.environment.pushpull.errors += 1
+        raise StopUser()
+
+    def on_stop(self) -> None:
+        if not self.client.closed.is_set():
+            self.tracker.left()
+            self.environment.pushpull.clients -= 1
+        self.environment.pushpull_reactor.discard(self.client)
+        self.client.close()
+
+
+class PythonSocketIOUser(User):
+    """A Socket.IO client on the websocket transport using python-socketio's Client: the
+    reference implementation (and the naive load generator: a greenlet per received message)."""
 
     transport = "socketio"
 
@@ -211,14 +321,7 @@ class SocketIOUser(User):
             fire_failure(self, "socket.io connect", started, exc)
             raise
         recorder.clients += 1
-        self.environment.events.request.fire(
-            request_type="CONNECT",
-            name="socket.io connect",
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=None,
-            context=None,
-        )
+        fire_connect(self, started)
 
     def on_welcome(self, data: dict) -> None:
         self.tracker.joined(data["last_seq"])
@@ -226,7 +329,7 @@ class SocketIOUser(User):
     def on_response(self, event: dict) -> None:
         t_recv = time.time_ns()
         if self.tracker.deliver(event, t_recv):
-            fire_delivery(self, (t_recv - event["t_pub"]) // 1000, 0)
+            fire_delivery(self, (t_recv - event["t_pub"]) // 1000)
 
     def on_disconnect(self, reason=None) -> None:
         self.tracker.left()
@@ -271,7 +374,7 @@ class PollingUser(FastHttpUser):
         for event in body["events"]:
             if self.tracker.deliver(event, t_recv):
                 delivered += 1
-                fire_delivery(self, (t_recv - event["t_pub"]) // 1000, 0)
+                fire_delivery(self, (t_recv - event["t_pub"]) // 1000)
         if body["events"]:
             self.cursor = max(self.cursor, body["events"][-1]["seq"])
         recorder.record_poll(delivered)

@@ -75,13 +75,14 @@ def locust_command(
         "--csv", str(cell_dir / "locust"),
         "--html", str(cell_dir / "locust.html"),
         "--transport", cell.transport,
+        "--socketio-client", cell.socketio_client or "lean",
         "--poll-interval", f"{cell.poll_interval or 0.5:g}",
         "--longpoll-timeout", f"{config.longpoll_timeout:g}",
         "--grace", f"{config.grace:g}",
         "--measure", f"{config.duration:g}",
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
-    ]  # fmt: skip
+    ] + (["--processes", str(cell.loadgen_procs)] if cell.loadgen_procs > 1 else [])  # fmt: skip
 
 
 def wait_for(path: Path, process: Managed, deadline_s: float, what: str) -> dict:
@@ -209,6 +210,7 @@ def summarize(
         "clients": cell.clients,
         "rate": cell.rate,
         "poll_interval": cell.poll_interval,
+        "socketio_client": cell.socketio_client,
         "duration_s": config.duration,
         "name": cell.name,
         "window": {"start_ns": window["start_ns"], "end_ns": window["end_ns"]},

@@ -79,6 +79,16 @@ def build_parser() -> Parser:
         help="seconds after spawning before the window opens (default %(default)s)",
     )
     bench.add_argument(
+        "--loadgen-procs",
+        default="1",
+        help="Locust processes per cell (master + N workers when N > 1); a list sweeps (default 1)",
+    )
+    bench.add_argument(
+        "--socketio-client",
+        default="lean",
+        help="socketio client: lean (default) or python-socketio; a list compares them",
+    )
+    bench.add_argument(
         "--no-pin",
         action="store_true",
         help="don't put server and load generator on separate cores",
@@ -103,6 +113,8 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         spawn_rate=cfg.bounded_float(
             "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
         ),
+        loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
+        socketio_clients=cfg.parse_socketio_clients(args.socketio_client),
         grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
     )
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TRANSPORTS = ("socketio", "longpoll", "shortpoll")
+SOCKETIO_CLIENTS = ("lean", "python-socketio")
 SERVER_OF = {
     "socketio": "servers.push",
     "longpoll": "servers.longpoll",
@@ -32,19 +33,29 @@ class Cell:
     clients: int
     rate: float
     poll_interval: float | None
+    socketio_client: str | None = None  # socketio only: "lean" or "python-socketio"
+    loadgen_procs: int = 1
 
     @property
     def name(self) -> str:
-        """Folder name, e.g. 'shortpoll-c100-r2-i0.5' or 'socketio-c10-r2'."""
+        """Folder name, e.g. 'shortpoll-c100-r2-i0.5', 'socketio-c1000-r2-psio-p2'."""
         name = f"{self.transport}-c{self.clients}-r{self.rate:g}"
         if self.poll_interval is not None:
             name += f"-i{self.poll_interval:g}"
+        if self.socketio_client == "python-socketio":
+            name += "-psio"
+        if self.loadgen_procs > 1:
+            name += f"-p{self.loadgen_procs}"
         return name
 
     def label(self) -> str:
         text = f"{self.transport} x{self.clients} @ {self.rate:g}/s"
         if self.poll_interval is not None:
             text += f", every {self.poll_interval:g} s"
+        if self.socketio_client == "python-socketio":
+            text += ", python-socketio client"
+        if self.loadgen_procs > 1:
+            text += f", {self.loadgen_procs} Locust processes"
         return text
 
 
@@ -61,15 +72,21 @@ class BenchConfig:
     spawn_rate: float = 200.0
     grace: float = 2.0
     longpoll_timeout: float = 20.0
+    socketio_clients: list[str] = field(default_factory=lambda: ["lean"])
+    loadgen_procs: list[int] = field(default_factory=lambda: [1])
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
         cells = []
-        for transport, clients, rate in itertools.product(
-            self.transports, self.clients, self.rates
+        for transport, clients, rate, procs in itertools.product(
+            self.transports, self.clients, self.rates, self.loadgen_procs
         ):
             intervals = self.poll_intervals if transport == "shortpoll" else [None]
-            cells.extend(Cell(transport, clients, rate, interval) for interval in intervals)
+            kinds = self.socketio_clients if transport == "socketio" else [None]
+            cells.extend(
+                Cell(transport, clients, rate, interval, kind, procs)
+                for interval, kind in itertools.product(intervals, kinds)
+            )
         return cells
 
     def drain_s(self, cell: Cell) -> float:
@@ -138,6 +155,25 @@ def transport_name(flag: str, text: str, what: str, example: str) -> str:
     if text not in TRANSPORTS:
         raise UsageError(f"{flag}: unknown transport {text!r} (allowed: {', '.join(TRANSPORTS)})")
     return text
+
+
+def socketio_client_name(flag: str, text: str, what: str, example: str) -> str:
+    if text not in SOCKETIO_CLIENTS:
+        raise UsageError(
+            f"{flag}: unknown client {text!r} (allowed: {', '.join(SOCKETIO_CLIENTS)})"
+        )
+    return text
+
+
+def parse_socketio_clients(text: str) -> list[str]:
+    return parse_list("--socketio-client", text, socketio_client_name, "Socket.IO clients", "lean")
+
+
+def parse_loadgen_procs(text: str) -> list[int]:
+    def procs(flag, item, what, example):
+        return positive_int(flag, item, what, example, maximum=64)
+
+    return parse_list("--loadgen-procs", text, procs, "Locust processes", "2")
 
 
 def parse_clients(text: str) -> list[int]:
