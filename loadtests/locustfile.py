@@ -25,6 +25,7 @@ from pathlib import Path
 
 import gevent
 import socketio
+from geventhttpclient import URL, HTTPClient
 from locust import FastHttpUser, User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
@@ -98,6 +99,15 @@ def on_init(environment, runner, **_kwargs) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kwargs) -> None:
+    recorder: Recorder = environment.pushpull
+    try:
+        recorder.set_clock(*measure_clock_offset(
+            environment.host
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning(
+            "pushpull: no clock offset from %s/time (%s); assuming 0", environment.host, exc
+        )
     if not isinstance(environment.runner, MasterRunner):
         gevent.spawn(watch_loop_lag, environment.pushpull)
         gevent.spawn(environment.pushpull_stats.run)
@@ -108,7 +118,7 @@ def decide_window(environment, user_count: int) -> None:
     workers are told by message so every process uses the same window."""
     runner = environment.runner
     options = environment.parsed_options
-    start_ns = time.time_ns() + int(options.grace * 1e9)
+    start_ns = time.time_ns() + environment.pushpull.clock_correction_ns + int(options.grace * 1e9)
     end_ns = start_ns + int(options.measure * 1e9) if options.measure > 0 else None
     if isinstance(runner, MasterRunner):
         runner.send_message("pushpull_window", {"start_ns": start_ns, "end_ns": end_ns})
@@ -155,6 +165,26 @@ def open_window(environment, start_ns: int, end_ns: int | None) -> None:
             recorder.window_ended()
 
     gevent.spawn(at_edges)
+
+
+def measure_clock_offset(host: str, samples: int = 15) -> tuple[int, int]:
+    """(server clock - this clock, uncertainty) in ns, from the GET /time exchange with the
+    shortest round trip over one kept-alive connection (NTP's minimum-delay sample)."""
+    url = URL(host.rstrip("/") + "/time")
+    client = HTTPClient.from_url(url, concurrency=1, connection_timeout=5, network_timeout=5)
+    best: tuple[int, int] | None = None
+    try:
+        for _ in range(samples):
+            sent = time.time_ns()
+            response = client.get(url.request_uri)
+            body = response.read()
+            received = time.time_ns()
+            offset = json.loads(body)["t_ns"] - (sent + received) // 2
+            if best is None or received - sent < best[0]:
+                best = (received - sent, offset)
+    finally:
+        client.close()
+    return best[1], best[0] // 2
 
 
 def quit_after(runner, when_ns: int) -> None:
@@ -280,8 +310,9 @@ class SocketIOUser(User):
 
     def on_event(self, name: str, data, t_recv: int) -> None:
         if name == "response":
-            if self.tracker.deliver(data, t_recv):
-                fire_delivery(self, (t_recv - data["t_pub"]) // 1000)
+            latency_us = self.tracker.deliver(data, t_recv)
+            if latency_us is not None:
+                fire_delivery(self, latency_us)
         elif name == "welcome":
             self.tracker.joined(data["last_seq"])
 
@@ -328,8 +359,9 @@ class PythonSocketIOUser(User):
 
     def on_response(self, event: dict) -> None:
         t_recv = time.time_ns()
-        if self.tracker.deliver(event, t_recv):
-            fire_delivery(self, (t_recv - event["t_pub"]) // 1000)
+        latency_us = self.tracker.deliver(event, t_recv)
+        if latency_us is not None:
+            fire_delivery(self, latency_us)
 
     def on_disconnect(self, reason=None) -> None:
         self.tracker.left()
@@ -372,9 +404,10 @@ class PollingUser(FastHttpUser):
             body = response.json()
         delivered = 0
         for event in body["events"]:
-            if self.tracker.deliver(event, t_recv):
+            latency_us = self.tracker.deliver(event, t_recv)
+            if latency_us is not None:
                 delivered += 1
-                fire_delivery(self, (t_recv - event["t_pub"]) // 1000)
+                fire_delivery(self, latency_us)
         if body["events"]:
             self.cursor = max(self.cursor, body["events"][-1]["seq"])
         recorder.record_poll(delivered)

@@ -11,6 +11,7 @@ File format (`loadgen-<pid>.json`, one per load-generator process, version 1):
      "segments": [[baseline, end_seq_or_null], ...],   # one per client connection
      "received", "duplicates", "reordered", "polls", "empty_polls", "errors",
      "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
+     "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
      "histograms": {"latency", "from_schedule", "warmup", "loop_lag"}}   # HdrHistogram, base64
 """
 
@@ -89,11 +90,12 @@ class Tracker:
             self.segment[1] = max(self.max_seq, self.segment[0])
             self.segment = None
 
-    def deliver(self, event: dict, t_recv_ns: int) -> bool:
-        """Account one received event; returns False if it was a duplicate or not owed."""
+    def deliver(self, event: dict, t_recv_ns: int) -> int | None:
+        """Account one received event: its latency in us, or None for a duplicate or an event
+        not owed to this client."""
         seq = event["seq"]
         if self.base is None or seq <= self.segment_base():
-            return False
+            return None
         index = seq - self.base - 1
         byte, bit = index >> 3, 1 << (index & 7)
         if byte >= len(self.bits):
@@ -101,14 +103,13 @@ class Tracker:
         recorder = self.recorder
         if self.bits[byte] & bit:
             recorder.duplicates += 1
-            return False
+            return None
         self.bits[byte] |= bit
         if seq < self.max_seq:
             recorder.reordered += 1
         else:
             self.max_seq = seq
-        recorder.record_delivery(event, t_recv_ns)
-        return True
+        return recorder.record_delivery(event, t_recv_ns)
 
     def segment_base(self) -> int:
         return self.segment[0] if self.segment is not None else self.max_seq
@@ -132,16 +133,28 @@ class Recorder:
     errors: int = 0
     clients: int = 0
     clients_at_window_start: int | None = None
+    clock_offset_ns: int = 0  # measured: server clock - this process's clock
+    clock_uncertainty_ns: int | None = None  # half the round trip of the sample that set it
+    clock_correction_ns: int = 0  # what is added to receive times (see set_clock)
     cpu_start: os.times_result | None = None
     cpu_end: os.times_result | None = None
 
     def tracker(self) -> Tracker:
         return Tracker(self)
 
+    def set_clock(self, offset_ns: int, uncertainty_ns: int) -> None:
+        """Correct receive times by the measured offset only when it is larger than its own
+        uncertainty: on one host the true offset is 0 and the estimate is asymmetry noise."""
+        self.clock_offset_ns, self.clock_uncertainty_ns = offset_ns, uncertainty_ns
+        self.clock_correction_ns = offset_ns if abs(offset_ns) > uncertainty_ns else 0
+
     def record_delivery(self, event: dict, t_recv_ns: int) -> int:
-        """Record one first receipt; returns its latency in microseconds."""
-        latency_us = (t_recv_ns - event["t_pub"]) // 1000
-        phase = self.window.phase(event["t_pub"])
+        """Record one first receipt; returns its latency in microseconds. The receive time is
+        moved onto the server's clock first (see set_clock; 0 on one host)."""
+        t_recv_ns += self.clock_correction_ns
+        t_pub = event["t_pub"]
+        latency_us = (t_recv_ns - t_pub) // 1000
+        phase = self.window.phase(t_pub)
         if phase == "steady":
             self.received += 1
             record_us(self.histograms["latency"], latency_us)
@@ -185,6 +198,10 @@ class Recorder:
             "empty_polls": self.empty_polls,
             "errors": self.errors,
             "clients_at_window_start": self.clients_at_window_start,
+            "clock": {
+                "offset_ns": self.clock_offset_ns,
+                "uncertainty_ns": self.clock_uncertainty_ns,
+            },
             "cpu": cpu,
             "histograms": {
                 name: hist.encode().decode("ascii") for name, hist in self.histograms.items()
@@ -238,7 +255,7 @@ def merge_process_files(paths: list[Path]) -> dict:
             merged[key] += data[key]
         merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
         merged["segments"].extend(data["segments"])
-        merged["processes"].append({"pid": data["pid"], "cpu": data["cpu"]})
+        merged["processes"].append({"pid": data["pid"], "cpu": data["cpu"], "clock": data["clock"]})
         merged["window"] = merged["window"] or data["window"]
         for name, encoded in data["histograms"].items():
             merged["histograms"][name].add(HdrHistogram.decode(encoded.encode("ascii")))

@@ -176,6 +176,45 @@ def run_cell(
     return summary
 
 
+# A point where the load generator is saturated measures the client, not the server.
+CLIENT_BOUND_CPU_PERCENT = 80.0  # any Locust process above this share of one core
+CLIENT_BOUND_LOOP_LAG_US = 10_000  # or its 10 ms sleeps woke this late at p99
+
+
+def process_cpu_percent(process: dict) -> float | None:
+    cpu = process["cpu"]
+    if not cpu or cpu["wall_s"] <= 0:
+        return None
+    return round(100 * (cpu["user_s"] + cpu["system_s"]) / cpu["wall_s"], 1)
+
+
+def bound_reasons(per_process: list[float | None], loop_lag: dict) -> list[str]:
+    reasons = []
+    busiest = max((p for p in per_process if p is not None), default=0.0)
+    if busiest >= CLIENT_BOUND_CPU_PERCENT:
+        reasons.append(
+            f"a Locust process used {busiest:.0f}% of a core (limit {CLIENT_BOUND_CPU_PERCENT:.0f}%)"
+        )
+    if (loop_lag["p99"] or 0) >= CLIENT_BOUND_LOOP_LAG_US:
+        reasons.append(
+            f"Locust's event loop lagged {loop_lag['p99'] / 1000:.1f} ms at p99 (limit {CLIENT_BOUND_LOOP_LAG_US / 1000:.0f} ms)"
+        )
+    return reasons
+
+
+def clock_offset(processes: list[dict]) -> dict:
+    """The load generators' offsets to the server clock (us); `offset` is the largest in size."""
+    pairs = [
+        (
+            p["clock"]["offset_ns"] / 1000,
+            None if p["clock"]["uncertainty_ns"] is None else p["clock"]["uncertainty_ns"] / 1000,
+        )
+        for p in processes
+    ]
+    worst = max(pairs, key=lambda pair: abs(pair[0]), default=(None, None))
+    return {"offset": worst[0], "uncertainty": worst[1], "per_process": [list(p) for p in pairs]}
+
+
 def per(value: float | None, count: int, scale: float = 1.0) -> float | None:
     return None if value is None or count <= 0 else round(value * scale / count, 3)
 
@@ -199,10 +238,11 @@ def summarize(
     requests = end.stats["requests"] - start.stats["requests"]
     bytes_out = end.stats["bytes_written"] - start.stats["bytes_written"]
     bytes_in = end.stats["bytes_read"] - start.stats["bytes_read"]
+    per_process = [process_cpu_percent(p) for p in merged["processes"]]
     loadgen_cpu_s = sum(
-        (p["cpu"]["user_s"] + p["cpu"]["system_s"]) for p in merged["processes"] if p["cpu"]
+        p["cpu"]["user_s"] + p["cpu"]["system_s"] for p in merged["processes"] if p["cpu"]
     )
-    loadgen_wall_s = max((p["cpu"]["wall_s"] for p in merged["processes"] if p["cpu"]), default=0.0)
+    loop_lag = latency_summary(merged["histograms"]["loop_lag"])
     polls = merged["polls"]
     lags = sorted(published["publisher_lag_us"])
     return {
@@ -234,16 +274,14 @@ def summarize(
         "server_cpu_percent": round(100 * server_cpu_s / wall_s, 1) if wall_s > 0 else None,
         "server_rss_bytes": end.rss_bytes,
         "server_rss_per_client_bytes": per(start.rss_bytes - idle.rss_bytes, cell.clients),
-        "loadgen_cpu_percent": round(100 * loadgen_cpu_s / loadgen_wall_s, 1)
-        if loadgen_wall_s > 0
-        else None,
+        "loadgen_cpu_percent": round(sum(p for p in per_process if p is not None), 1),
+        "loadgen_cpu_percent_per_process": per_process,
         "loadgen_cpu_us_per_delivery": per(loadgen_cpu_s, received, 1e6),
         "loadgen_procs": len(merged["processes"]),
-        "loadgen_loop_lag_us": {
-            k: v
-            for k, v in latency_summary(merged["histograms"]["loop_lag"]).items()
-            if k in ("p50", "p99", "max")
-        },
+        "loadgen_loop_lag_us": {k: loop_lag[k] for k in ("p50", "p99", "max")},
+        "client_bound": bool(bound_reasons(per_process, loop_lag)),
+        "client_bound_reasons": bound_reasons(per_process, loop_lag),
+        "clock_offset_us": clock_offset(merged["processes"]),
         "publisher_lag_us": {
             "p50": lags[len(lags) // 2] if lags else None,
             "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,

@@ -176,6 +176,10 @@ def add_common_routes(app: Flask, name: str, log: EventLog, counters: Counters) 
             rlimit_nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         )
 
+    @app.get("/time")
+    def server_time() -> Response:
+        return jsonify(t_ns=time.time_ns())
+
     @app.get("/published")
     def published() -> Response:
         since = parse_int_arg("since", default=0, minimum=0)

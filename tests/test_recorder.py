@@ -29,17 +29,28 @@ def steady_recorder() -> Recorder:
 def test_tracker_counts_duplicates_reorders_and_ignores_what_is_not_owed():
     recorder = steady_recorder()
     tracker = recorder.tracker()
-    assert not tracker.deliver(event(3), T0 + 6_000_000)  # before the welcome: not owed yet
+    t_recv = T0 + 6_000_000  # 1 ms after event()'s publish time
+    assert tracker.deliver(event(3), t_recv) is None  # before the welcome: not owed yet
     tracker.joined(10)
-    assert not tracker.deliver(event(10), T0 + 6_000_000)  # at the baseline: not owed
-    assert tracker.deliver(event(11), T0 + 6_000_000)
-    assert tracker.deliver(event(13), T0 + 6_000_000)
-    assert tracker.deliver(event(12), T0 + 6_000_000)  # late: reordered, still counted once
-    assert not tracker.deliver(event(13), T0 + 6_000_000)  # duplicate
-    assert tracker.deliver(event(500), T0 + 6_000_000)  # far ahead: the bitmap grows
+    assert tracker.deliver(event(10), t_recv) is None  # at the baseline: not owed
+    assert tracker.deliver(event(11), t_recv) == 1000
+    assert tracker.deliver(event(13), t_recv) == 1000
+    assert tracker.deliver(event(12), t_recv) == 1000  # late: reordered, still counted once
+    assert tracker.deliver(event(13), t_recv) is None  # duplicate
+    assert tracker.deliver(event(500), t_recv) == 1000  # far ahead: the bitmap grows
     assert (recorder.received, recorder.duplicates, recorder.reordered) == (4, 1, 1)
     latency = recorder.histograms["latency"]
     assert latency.get_total_count() == 4 and latency.get_value_at_percentile(50) == 1000
+
+
+def test_clock_offset_moves_receipts_onto_the_server_clock():
+    recorder = steady_recorder()
+    recorder.set_clock(-400_000, 100_000)  # this clock runs 0.4 ms ahead of the server's
+    tracker = recorder.tracker()
+    tracker.joined(0)
+    assert tracker.deliver(event(1), T0 + 6_000_000) == 600
+    recorder.set_clock(30_000, 200_000)  # within its uncertainty: noise, not corrected
+    assert tracker.deliver(event(2), T0 + 6_000_000) == 1000
 
 
 def test_phases_keep_warmup_apart():
