@@ -101,9 +101,7 @@ def on_init(environment, runner, **_kwargs) -> None:
 def on_test_start(environment, **_kwargs) -> None:
     recorder: Recorder = environment.pushpull
     try:
-        recorder.set_clock(*measure_clock_offset(
-            environment.host
-        )
+        recorder.set_clock(*measure_clock_offset(environment.host))
     except (OSError, ValueError, KeyError) as exc:
         log.warning(
             "pushpull: no clock offset from %s/time (%s); assuming 0", environment.host, exc
