@@ -203,16 +203,16 @@ def bound_reasons(per_process: list[float | None], loop_lag: dict) -> list[str]:
 
 
 def clock_offset(processes: list[dict]) -> dict:
-    """The load generators' offsets to the server clock (us); `offset` is the largest in size."""
-    pairs = [
-        (
-            p["clock"]["offset_ns"] / 1000,
-            None if p["clock"]["uncertainty_ns"] is None else p["clock"]["uncertainty_ns"] / 1000,
-        )
+    """The load generators' measured offsets to the server clock and the corrections applied
+    (us); `offset` and `uncertainty` are those of the process with the largest offset."""
+    clocks = [
+        {key.removesuffix("_ns"): None if v is None else v / 1000 for key, v in p["clock"].items()}
         for p in processes
     ]
-    worst = max(pairs, key=lambda pair: abs(pair[0]), default=(None, None))
-    return {"offset": worst[0], "uncertainty": worst[1], "per_process": [list(p) for p in pairs]}
+    worst = max(
+        clocks, key=lambda c: abs(c["offset"]), default={"offset": None, "uncertainty": None}
+    )
+    return {"offset": worst["offset"], "uncertainty": worst["uncertainty"], "per_process": clocks}
 
 
 def per(value: float | None, count: int, scale: float = 1.0) -> float | None:
