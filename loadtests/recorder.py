@@ -201,6 +201,7 @@ class Recorder:
             "clock": {
                 "offset_ns": self.clock_offset_ns,
                 "uncertainty_ns": self.clock_uncertainty_ns,
+                "correction_ns": self.clock_correction_ns,
             },
             "cpu": cpu,
             "histograms": {
