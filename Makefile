@@ -20,7 +20,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench plot test lint clean
+.PHONY: setup bench perf plot test lint clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,13 @@ bench: $(STAMP)
 	$(BIN)/pushpull bench --clients "$(call list,$(CLIENTS))" --transports "$(call list,$(TRANSPORTS))" \
 		--duration "$(DURATION)" --rate "$(call list,$(RATE))" \
 		--poll-interval "$(call list,$(POLL_INTERVAL))" --out "$(OUT)" $(BENCH_ARGS)
+
+# The load generator's own benchmark: socketio at 1000 clients, lean vs python-socketio client,
+# 1 vs 2 Locust processes, PERF_REPEAT times each (about 2.5 minutes a repeat).
+PERF_CLIENTS ?= 1000
+PERF_REPEAT  ?= 3
+perf: $(STAMP)
+	$(BIN)/pushpull perf --clients "$(PERF_CLIENTS)" --repeat "$(PERF_REPEAT)" --out "$(OUT)"
 
 plot: $(STAMP)
 	$(BIN)/pushpull plot $(OUT)/latest

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import PlotError, Run, load_run  # noqa: E402
-from analysis.style import LINESTYLES, MARKERS, color, label, rank, transport_order  # noqa: E402
+from analysis.style import LINESTYLES, color, label, rank  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
 
 __all__ = ["PlotError", "plot_run", "main"]
@@ -31,46 +30,90 @@ def ms_formatter():
     return FuncFormatter(lambda v, _pos: f"{v:g}")
 
 
+def varying(run: Run, field: str) -> bool:
+    return len({c.get(field) for c in run.cells}) > 1
+
+
 def series_key(cell: dict, run: Run) -> tuple:
-    """Cells drawn on one line: same transport (and poll interval when several were swept)."""
-    intervals = {c["poll_interval"] for c in run.cells if c["poll_interval"] is not None}
-    interval = cell["poll_interval"] if len(intervals) > 1 else None
-    return cell["transport"], interval
+    """Cells drawn on one line: same transport, and same poll interval, Socket.IO client and
+    number of Locust processes when the run swept those."""
+    variant = []
+    if cell["poll_interval"] is not None and varying(run, "poll_interval"):
+        variant.append(f"every {cell['poll_interval']:g} s")
+    if cell.get("socketio_client") and varying(run, "socketio_client"):
+        variant.append(f"{cell['socketio_client']} client")
+    if varying(run, "loadgen_procs"):
+        variant.append(f"{cell['loadgen_procs']} Locust proc.")
+    return cell["transport"], ", ".join(variant)
 
 
 def series_label(key: tuple) -> str:
-    transport, interval = key
-    return label(transport) + (f", every {interval:g} s" if interval is not None else "")
+    transport, variant = key
+    return label(transport) + (f" ({variant})" if variant else "")
+
+
+VARIANT_MARKERS = [("o", "^"), ("s", "v"), ("D", "P"), ("X", "*")]
 
 
 def plot_latency_vs_clients(run: Run, out: Path) -> Path:
-    """(a) p50 and p99 delivery latency against client count, one colour per transport."""
+    """(a) p50 and p99 delivery latency against client count, one colour per transport; hollow
+    markers where the load generator was the bottleneck; the websocket floor as a line."""
     rates = sorted({c["rate"] for c in run.cells})
     fig, axes = plt.subplots(
-        1, len(rates), figsize=(7.5 * len(rates), 5.2), squeeze=False, sharey=True
+        1, len(rates), figsize=(8.0 * len(rates), 5.4), squeeze=False, sharey=True
     )
+    keys = sorted(
+        {series_key(c, run) for c in run.cells if c["latency_us"]["count"]},
+        key=lambda k: (rank(k[0]), k[1]),
+    )
+    markers: dict[tuple, tuple[str, str]] = {}
+    for key in keys:
+        taken = sum(1 for k in markers if k[0] == key[0])
+        markers[key] = VARIANT_MARKERS[taken % len(VARIANT_MARKERS)]
+    any_bound = False
+    floor = (run.manifest.get("floor") or {}).get("one_way_us")
     for ax, rate in zip(axes[0], rates):
-        series: dict[tuple, list[dict]] = defaultdict(list)
-        for cell in run.cells:
-            if cell["rate"] == rate and cell["latency_us"]["count"]:
-                series[series_key(cell, run)].append(cell)
-        for key in sorted(series, key=lambda k: (rank(k[0]), k[1] or 0)):
-            cells = sorted(series[key], key=lambda c: c["clients"])
+        for key in keys:
+            cells = sorted(
+                (
+                    c
+                    for c in run.cells
+                    if c["rate"] == rate and c["latency_us"]["count"] and series_key(c, run) == key
+                ),
+                key=lambda c: c["clients"],
+            )
+            if not cells:
+                continue
             x = [c["clients"] for c in cells]
-            for stat in ("p50", "p99"):
+            for stat, marker in zip(("p50", "p99"), markers[key]):
                 y = [c["latency_us"][stat] / 1000 for c in cells]
-                ax.plot(
-                    x,
-                    y,
-                    linestyle=LINESTYLES[stat],
-                    marker=MARKERS[stat],
-                    color=color(key[0]),
-                    linewidth=1.8,
-                    markersize=6,
-                )
+                ax.plot(x, y, linestyle=LINESTYLES[stat], color=color(key[0]), linewidth=1.8)
+                for xi, yi, c in zip(x, y, cells):
+                    bound = bool(c.get("client_bound"))
+                    any_bound |= bound
+                    ax.plot(
+                        [xi],
+                        [yi],
+                        marker=marker,
+                        markersize=7,
+                        color=color(key[0]),
+                        markerfacecolor="white" if bound else color(key[0]),
+                        markeredgewidth=1.6,
+                    )
+        if floor:
+            ax.axhline(floor / 1000, color="#555555", linestyle=":", linewidth=1.4)
+            ax.annotate(
+                f"floor: half a websocket echo round trip ({floor:.0f} us)",
+                xy=(0.01, floor / 1000),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, 4),
+                textcoords="offset points",
+                fontsize=8,
+                color="#555555",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("connected clients")
+        ax.set_xlabel("connected clients (log scale)")
         ax.set_title(f"publish rate {rate:g} events/s", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.xaxis.set_major_formatter(ms_formatter())
@@ -78,13 +121,35 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(sorted({c["clients"] for c in run.cells}))
     axes[0][0].set_ylabel("delivery latency (ms, log scale)")
-    keys = transport_order({c["transport"] for c in run.cells})
-    handles = [Line2D([], [], color=color(t), linewidth=2.5, label=label(t)) for t in keys]
+    handles = [
+        Line2D(
+            [], [], color=color(k[0]), linewidth=2.5, marker=markers[k][0], label=series_label(k)
+        )
+        for k in keys
+    ]
     handles += [
-        Line2D([], [], color="black", linestyle=LINESTYLES[s], marker=MARKERS[s], label=s)
+        Line2D(
+            [],
+            [],
+            color="black",
+            linestyle=LINESTYLES[s],
+            label=f"{s} ({'solid' if s == 'p50' else 'dashed'})",
+        )
         for s in ("p50", "p99")
     ]
-    axes[0][-1].legend(handles=handles, loc="best", fontsize=9)
+    if any_bound:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                linestyle="",
+                marker="o",
+                markerfacecolor="white",
+                label="hollow: client-bound (load generator saturated)",
+            )
+        )
+    axes[0][-1].legend(handles=handles, loc="upper left", fontsize=8.5)
     fig.suptitle(
         f"Delivery latency (publish to each client's receipt) vs clients\n{run.title_suffix()}",
         fontsize=11,

@@ -17,7 +17,6 @@ LABELS = {
     "sse": "Server-Sent Events",
     "socketio-polling": "Socket.IO (its long-polling)",
 }
-MARKERS = {"p50": "o", "p99": "^"}
 LINESTYLES = {"p50": "-", "p99": "--"}
 
 

@@ -251,6 +251,7 @@ def summarize(
         "rate": cell.rate,
         "poll_interval": cell.poll_interval,
         "socketio_client": cell.socketio_client,
+        "repeat": cell.repeat,
         "duration_s": config.duration,
         "name": cell.name,
         "window": {"start_ns": window["start_ns"], "end_ns": window["end_ns"]},

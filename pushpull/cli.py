@@ -89,11 +89,23 @@ def build_parser() -> Parser:
         help="socketio client: lean (default) or python-socketio; a list compares them",
     )
     bench.add_argument(
+        "--repeat", default="1", help="measure every cell this many times, interleaved (default 1)"
+    )
+    bench.add_argument(
         "--no-pin",
         action="store_true",
         help="don't put server and load generator on separate cores",
     )
     bench.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+
+    perf = commands.add_parser(
+        "perf", help="benchmark the load generator: server vs Locust CPU per delivery, side by side"
+    )
+    perf.add_argument("--clients", default="1000", help="Socket.IO clients (default %(default)s)")
+    perf.add_argument("--duration", default="20", help="seconds per window (default %(default)s)")
+    perf.add_argument("--repeat", default="3", help="repeats per variant (default %(default)s)")
+    perf.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
+    perf.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
 
     plot = commands.add_parser("plot", help="draw the charts of a run folder")
     plot.add_argument("run_dir", help="a run folder, e.g. results/latest")
@@ -115,6 +127,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         ),
         loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
         socketio_clients=cfg.parse_socketio_clients(args.socketio_client),
+        repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
         grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
     )
 
@@ -127,6 +140,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.no_plot and status in (0, 130):
         plot_status = cmd_plot_dir(run_dir)
         status = status or plot_status
+    return status
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    """socketio broadcast at 2 events/s: lean vs python-socketio client, 1 vs 2 Locust processes."""
+    from analysis.perf import write_perf_report
+    from pushpull.sweep import run_sweep
+
+    config = cfg.BenchConfig(
+        clients=cfg.parse_clients(args.clients),
+        transports=["socketio"],
+        duration=cfg.parse_duration(args.duration),
+        rates=[2.0],
+        out=cfg.check_out_dir(args.out),
+        socketio_clients=["lean", "python-socketio"],
+        loadgen_procs=[1, 2],
+        repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
+    )
+    status, run_dir = run_sweep(config, pin=not args.no_pin)
+    if status == 0:
+        report = write_perf_report(run_dir)
+        print(report.read_text())
+        print(f"pushpull: perf report in {report}")
     return status
 
 
@@ -148,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "perf":
+            return cmd_perf(args)
         if args.command == "plot":
             return cmd_plot_dir(Path(args.run_dir))
     except cfg.UsageError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 TRANSPORTS = ("socketio", "longpoll", "shortpoll")
@@ -35,6 +35,7 @@ class Cell:
     poll_interval: float | None
     socketio_client: str | None = None  # socketio only: "lean" or "python-socketio"
     loadgen_procs: int = 1
+    repeat: int = 1  # 1..N when each cell is measured N times
 
     @property
     def name(self) -> str:
@@ -46,6 +47,8 @@ class Cell:
             name += "-psio"
         if self.loadgen_procs > 1:
             name += f"-p{self.loadgen_procs}"
+        if self.repeat > 1:
+            name += f"-rep{self.repeat}"
         return name
 
     def label(self) -> str:
@@ -56,6 +59,8 @@ class Cell:
             text += ", python-socketio client"
         if self.loadgen_procs > 1:
             text += f", {self.loadgen_procs} Locust processes"
+        if self.repeat > 1:
+            text += f" (repeat {self.repeat})"
         return text
 
 
@@ -74,6 +79,7 @@ class BenchConfig:
     longpoll_timeout: float = 20.0
     socketio_clients: list[str] = field(default_factory=lambda: ["lean"])
     loadgen_procs: list[int] = field(default_factory=lambda: [1])
+    repeat: int = 1
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
@@ -87,7 +93,8 @@ class BenchConfig:
                 Cell(transport, clients, rate, interval, kind, procs)
                 for interval, kind in itertools.product(intervals, kinds)
             )
-        return cells
+        # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
+        return [replace(cell, repeat=k) for k in range(1, self.repeat + 1) for cell in cells]
 
     def drain_s(self, cell: Cell) -> float:
         """Time after the window for the last events in flight to arrive."""

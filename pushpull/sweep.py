@@ -7,8 +7,10 @@ so an interrupted or crashed sweep keeps (and can plot) everything it measured.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -17,7 +19,7 @@ from pathlib import Path
 from pushpull.cell import run_cell
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import build_manifest, new_run_dir, point_latest, write_json
-from pushpull.procs import HarnessError
+from pushpull.procs import HarnessError, Managed
 
 SCHEMA_VERSION = 1
 
@@ -82,7 +84,6 @@ def result_line(summary: dict) -> str:
         return "-" if value is None else f"{value / 1000:.1f}"
 
     text = (
-        f"{summary['transport']} x{summary['clients']} @ {summary['rate']:g}/s: "
         f"p50 {ms(lat['p50'])} ms, p99 {ms(lat['p99'])} ms, "
         f"lost {summary['lost']}/{summary['expected']}, dup {summary['duplicates']}"
     )
@@ -90,6 +91,8 @@ def result_line(summary: dict) -> str:
         text += f", {summary['requests_per_delivery']:.2f} req/delivery"
     if summary["server_cpu_us_per_delivery"] is not None:
         text += f", server {summary['server_cpu_us_per_delivery']:.0f} us CPU/delivery"
+    if summary["client_bound"]:
+        text += " [CLIENT-BOUND: " + "; ".join(summary["client_bound_reasons"]) + "]"
     return text
 
 
@@ -97,12 +100,53 @@ def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def measure_floor(run_dir: Path, cpus: dict, count: int = 300) -> dict | None:
+    """Round trip of a minimal websocket echo (pushpull/echo.py), server and client placed like
+    the cells' server and load generator. None (with the reason logged) if it cannot run."""
+    log = run_dir / "floor"
+    log.mkdir()
+    server = client = None
+    try:
+        server = Managed(
+            "echo",
+            [sys.executable, "-m", "pushpull.echo", "serve"],
+            log / "echo-server.log",
+            cpus["server"],
+        )
+        deadline = time.monotonic() + 15
+        while not server.log_path.read_text().strip():
+            if time.monotonic() > deadline or not server.alive():
+                return None
+            time.sleep(0.05)
+        port = json.loads(server.log_path.read_text().splitlines()[0])["port"]
+        client = Managed(
+            "echo-client",
+            [sys.executable, "-m", "pushpull.echo", "measure", "127.0.0.1", str(port), str(count)],
+            log / "echo-client.log",
+            cpus["loadgen"],
+        )
+        client.popen.wait(timeout=60)
+        result = json.loads(client.log_path.read_text().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        for process in (client, server):
+            if process is not None:
+                process.stop()
+    rtt = result["rtt_us"]
+    return {"websocket_echo_rtt_us": rtt, "one_way_us": rtt["p50"] / 2, "count": result["count"]}
+
+
 def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
     """Returns (exit status, run folder): 0 done, 1 a run failure, 130 interrupted."""
     placement = cpu_placement(pin)
     run_dir = new_run_dir(config.out).resolve()
     point_latest(run_dir)
-    write_json(run_dir / "manifest.json", build_manifest(config.to_json(), placement))
+    cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
+    manifest = build_manifest(config.to_json(), placement)
+    write_json(run_dir / "manifest.json", manifest)
+    manifest["floor"] = measure_floor(run_dir, cpus)
+    write_json(run_dir / "manifest.json", manifest)
     cells = config.cells()
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -113,7 +157,6 @@ def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
         "cells": [],
     }
     write_json(run_dir / "summary.json", summary)
-    cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
     progress = Progress(cells, config)
     estimate = sum(config.estimated_cell_s(c) for c in cells)
     print(
@@ -128,7 +171,7 @@ def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
             cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
             summary["cells"].append(cell_summary)
             write_json(run_dir / "summary.json", summary)
-            progress.done(cell, result_line(cell_summary))
+            progress.done(cell, f"{cell.label()}: {result_line(cell_summary)}")
         summary["complete"] = True
     except KeyboardInterrupt:
         summary["interrupted"] = True
