@@ -10,7 +10,7 @@ delivery latency in ms, added in bulk: see DeliveryStats) so Locust's UI, CSV an
 show it. Each event is also recorded in this process's own steady-state HdrHistogram in integer
 microseconds (see recorder.py), which is what pushpull reports. The window starts `--grace` seconds after spawning completes and lasts
 `--measure` seconds (0: until the test stops); events published before it are recorded separately
-as warm-up. With `--pushpull-out DIR` each process writes its measurements to DIR at test stop.
+as warm-up. With `--pushpull-out DIR` each process writes its measurements to DIR when the test stops.
 """
 
 from __future__ import annotations
@@ -128,8 +128,9 @@ def decide_window(environment, user_count: int) -> None:
         gevent.spawn(quit_after, runner, end_ns + int(options.drain * 1e9))
 
 
-@events.test_stop.add_listener
-def on_test_stop(environment, **_kwargs) -> None:
+@events.test_stopping.add_listener
+def on_test_stopping(environment, **_kwargs) -> None:
+    """Before users are stopped (their on_stop may block), write this process's measurements."""
     recorder: Recorder = environment.pushpull
     if isinstance(environment.runner, MasterRunner):
         return
