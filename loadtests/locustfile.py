@@ -26,11 +26,12 @@ from pathlib import Path
 import gevent
 import socketio
 from geventhttpclient import URL, HTTPClient
-from locust import FastHttpUser, User, events, task
+from locust import User, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, bucket_response_time
 
+from loadtests.leanhttp import LeanHTTP
 from loadtests.leansio import LeanSocketIO, Reactor
 from loadtests.recorder import Recorder, record_us
 
@@ -85,7 +86,7 @@ def on_init(environment, runner, **_kwargs) -> None:
     if not options.user_classes:  # positional class names on the command line win
         environment.user_classes[:] = [chosen]
     environment.pushpull = Recorder(transport=options.transport)
-    environment.pushpull_stats = DeliveryStats(environment)
+    environment.pushpull_stats = BulkStats(environment)
     environment.pushpull_reactor = Reactor()
     if isinstance(runner, WorkerRunner):
         runner.register_message(
@@ -214,35 +215,36 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-class DeliveryStats:
-    """Deliveries in Locust's request stats (type DELIVER, response time = latency in ms), added
-    in bulk once a second with `StatsEntry.extend` (what Locust itself uses to merge workers'
-    stats) instead of one `events.request.fire` per delivery: at a few thousand deliveries a
-    second the per-event path was a measurable share of the load generator's CPU. The exact
-    figures come from the HdrHistograms; these feed Locust's UI, CSV and HTML reports."""
+class BulkStats:
+    """Locust's request stats for the hot paths, added in bulk once a second with
+    `StatsEntry.extend` (what Locust itself uses to merge workers' stats) instead of one
+    `events.request.fire` per delivery or poll: at thousands a second the per-event path was a
+    measurable share of the load generator's CPU. Deliveries appear as type DELIVER (response
+    time = delivery latency), polls as GET. The exact figures come from the HdrHistograms; these
+    feed Locust's UI, CSV and HTML reports."""
 
     FLUSH_S = 1.0
 
     def __init__(self, environment) -> None:
         self.environment = environment
-        self.pending: dict[str, list] = {}  # name -> [Counter of whole ms, sum ms, min, max]
+        self.pending: dict[tuple[str, str], list] = {}  # -> [Counter of whole ms, sum us, min, max]
 
-    def add(self, name: str, latency_us: int) -> None:
-        entry = self.pending.get(name)
+    def add(self, method: str, name: str, value_us: int) -> None:
+        entry = self.pending.get((method, name))
         if entry is None:
-            entry = self.pending[name] = [Counter(), 0.0, latency_us, latency_us]
-        entry[0][(latency_us + 500) // 1000] += 1
-        entry[1] += latency_us
-        if latency_us < entry[2]:
-            entry[2] = latency_us
-        elif latency_us > entry[3]:
-            entry[3] = latency_us
+            entry = self.pending[(method, name)] = [Counter(), 0, value_us, value_us]
+        entry[0][(value_us + 500) // 1000] += 1
+        entry[1] += value_us
+        if value_us < entry[2]:
+            entry[2] = value_us
+        elif value_us > entry[3]:
+            entry[3] = value_us
 
     def flush(self) -> None:
         pending, self.pending = self.pending, {}
         stats, now = self.environment.stats, time.time()
-        for name, (counts, total_us, low_us, high_us) in pending.items():
-            batch = StatsEntry(stats, name, "DELIVER")
+        for (method, name), (counts, total_us, low_us, high_us) in pending.items():
+            batch = StatsEntry(stats, name, method)
             batch.num_requests = sum(counts.values())
             batch.num_reqs_per_sec[int(now)] = batch.num_requests
             for ms, count in counts.items():
@@ -250,7 +252,7 @@ class DeliveryStats:
             batch.total_response_time = total_us / 1000
             batch.min_response_time, batch.max_response_time = low_us / 1000, high_us / 1000
             batch.start_time = batch.last_request_timestamp = now
-            stats.get(name, "DELIVER").extend(batch)
+            stats.get(name, method).extend(batch)
             stats.total.extend(batch)
 
     def run(self) -> None:
@@ -260,7 +262,7 @@ class DeliveryStats:
 
 
 def fire_delivery(user, latency_us: int) -> None:
-    user.environment.pushpull_stats.add(user.transport, latency_us)
+    user.environment.pushpull_stats.add("DELIVER", user.transport, latency_us)
 
 
 def fire_connect(user, started: float) -> None:
@@ -274,10 +276,12 @@ def fire_connect(user, started: float) -> None:
     )
 
 
-def fire_failure(user, name: str, started: float, exc: BaseException) -> None:
+def fire_failure(
+    user, name: str, started: float, exc: BaseException, kind: str = "CONNECT"
+) -> None:
     user.environment.pushpull.errors += 1
     user.environment.events.request.fire(
-        request_type="CONNECT",
+        request_type=kind,
         name=name,
         response_time=(time.perf_counter() - started) * 1000,
         response_length=0,
@@ -374,46 +378,60 @@ class PythonSocketIOUser(User):
         self.sio.disconnect()
 
 
-class PollingUser(FastHttpUser):
-    """Shared by the polling clients: baseline, then polls that deliver what they return."""
+class PollingUser(User):
+    """Shared by the polling clients: baseline, then polls that deliver what they return, over
+    one kept-alive connection (leanhttp.py; Locust's FastHttpUser cost as much CPU per poll as
+    the server spent answering it)."""
 
     abstract = True
     transport = ""
-    network_timeout = 90.0
-    connection_timeout = 30.0
 
     def on_start(self) -> None:
         recorder: Recorder = self.environment.pushpull
         self.tracker = recorder.tracker()
-        response = self.client.get("/events", name="GET /events (baseline)")
-        self.cursor = response.json()["last_seq"]
+        self.http = LeanHTTP(self.host)
+        started = time.perf_counter()
+        try:
+            status, body, _ = self.http.request("GET", "/events")
+            if status != 200:
+                raise ConnectionError(f"GET /events answered HTTP {status}")
+        except Exception as exc:  # noqa: BLE001 - any failure to start is a measured error
+            fire_failure(self, "GET /events (baseline)", started, exc)
+            raise
+        self.cursor = json.loads(body)["last_seq"]
         self.tracker.joined(self.cursor)
         recorder.clients += 1
 
     def poll(self, timeout: float, name: str) -> None:
         recorder: Recorder = self.environment.pushpull
-        with self.client.get(
-            f"/events?after={self.cursor}&timeout={timeout:g}", name=name, catch_response=True
-        ) as response:
-            t_recv = time.time_ns()
-            if response.status_code != 200:
-                recorder.errors += 1
-                response.failure(f"HTTP {response.status_code}")
-                return
-            body = response.json()
+        sent = time.time_ns()
+        try:
+            status, raw, t_recv = self.http.request(
+                "GET", f"/events?after={self.cursor}&timeout={timeout:g}"
+            )
+        except (OSError, ConnectionError) as exc:
+            fire_failure(self, name, time.perf_counter(), exc, kind="GET")
+            gevent.sleep(0.1)  # don't spin on a dead server
+            return
+        self.environment.pushpull_stats.add("GET", name, (t_recv - sent) // 1000)
+        if status != 200:
+            recorder.errors += 1
+            return
+        events = json.loads(raw)["events"]
         delivered = 0
-        for event in body["events"]:
+        for event in events:
             latency_us = self.tracker.deliver(event, t_recv)
             if latency_us is not None:
                 delivered += 1
                 fire_delivery(self, latency_us)
-        if body["events"]:
-            self.cursor = max(self.cursor, body["events"][-1]["seq"])
+        if events:
+            self.cursor = max(self.cursor, events[-1]["seq"])
         recorder.record_poll(delivered)
 
     def on_stop(self) -> None:
         self.tracker.left()
         self.environment.pushpull.clients -= 1
+        self.http.close()
 
 
 class LongPollUser(PollingUser):

@@ -64,7 +64,9 @@ def test_short_poll_latency_is_uniform_over_the_interval(uniform_cell):
 def test_short_poll_asks_one_over_rate_times_interval_per_delivery(rare_events):
     cell = rare_events["shortpoll"]
     expected = 1 / (2 * 0.1)  # 5 polls per event
-    assert abs(cell["requests_per_delivery"] - expected) / expected < 0.10, cell["requests_per_delivery"]
+    assert abs(cell["requests_per_delivery"] - expected) / expected < 0.10, cell[
+        "requests_per_delivery"
+    ]
     assert abs(cell["empty_poll_share"] - (1 - 1 / expected)) < 0.05, cell["empty_poll_share"]
 
 
@@ -76,6 +78,8 @@ def test_long_poll_asks_about_once_per_delivery_at_low_rates(rare_events):
 
 def test_nothing_lost_or_duplicated_below_saturation(uniform_cell, rare_events):
     for cell in [uniform_cell, *rare_events.values()]:
-        assert cell["lost"] == 0 and cell["duplicates"] == 0 and cell["reordered"] == 0, cell["name"]
+        assert cell["lost"] == 0 and cell["duplicates"] == 0 and cell["reordered"] == 0, cell[
+            "name"
+        ]
         assert cell["received"] == cell["expected"] > 0
         assert not cell["client_bound"], cell["client_bound_reasons"]
