@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run  # noqa: E402
 from analysis.style import LINESTYLES, color, label, rank  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
@@ -31,7 +32,7 @@ def ms_formatter():
 
 
 def varying(run: Run, field: str) -> bool:
-    return len({c.get(field) for c in run.cells}) > 1
+    return len({c.get(field) for c in run.cells} - {None}) > 1
 
 
 def series_key(cell: dict, run: Run) -> tuple:
@@ -58,12 +59,12 @@ VARIANT_MARKERS = [("o", "^"), ("s", "v"), ("D", "P"), ("X", "*")]
 def plot_latency_vs_clients(run: Run, out: Path) -> Path:
     """(a) p50 and p99 delivery latency against client count, one colour per transport; hollow
     markers where the load generator was the bottleneck; the websocket floor as a line."""
-    rates = sorted({c["rate"] for c in run.cells})
+    rates = sorted({c["rate"] for c in run.points()})
     fig, axes = plt.subplots(
         1, len(rates), figsize=(8.0 * len(rates), 5.4), squeeze=False, sharey=True
     )
     keys = sorted(
-        {series_key(c, run) for c in run.cells if c["latency_us"]["count"]},
+        {series_key(c, run) for c in run.points() if c["latency_us"]["count"]},
         key=lambda k: (rank(k[0]), k[1]),
     )
     markers: dict[tuple, tuple[str, str]] = {}
@@ -77,7 +78,7 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
             cells = sorted(
                 (
                     c
-                    for c in run.cells
+                    for c in run.points()
                     if c["rate"] == rate and c["latency_us"]["count"] and series_key(c, run) == key
                 ),
                 key=lambda c: c["clients"],
@@ -119,7 +120,7 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
         ax.xaxis.set_major_formatter(ms_formatter())
         ax.yaxis.set_major_formatter(ms_formatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(sorted({c["clients"] for c in run.cells}))
+        ax.set_xticks(sorted({c["clients"] for c in run.points()}))
     axes[0][0].set_ylabel("delivery latency (ms, log scale)")
     handles = [
         Line2D(
@@ -149,7 +150,7 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
                 label="hollow: client-bound (load generator saturated)",
             )
         )
-    axes[0][-1].legend(handles=handles, loc="upper left", fontsize=8.5)
+    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8.5, framealpha=0.9)
     fig.suptitle(
         f"Delivery latency (publish to each client's receipt) vs clients\n{run.title_suffix()}",
         fontsize=11,
@@ -178,16 +179,16 @@ def percentile_spectrum(histogram) -> tuple[list[float], list[float]]:
 
 def plot_distributions(run: Run, out: Path) -> Path:
     """(b) per client count, the latency distributions of all transports overlaid."""
-    clients = sorted({c["clients"] for c in run.cells})
+    clients = sorted({c["clients"] for c in run.points()})
     cols = min(len(clients), 3)
     rows = math.ceil(len(clients) / cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(6.0 * cols, 4.6 * rows), squeeze=False, sharey=True
     )
-    most = max((c["latency_us"]["count"] for c in run.cells), default=2)
+    most = max((c["latency_us"]["count"] for c in run.points()), default=2)
     for ax, n in zip(axes.flat, clients):
         for cell in sorted(
-            (c for c in run.cells if c["clients"] == n),
+            (c for c in run.points() if c["clients"] == n),
             key=lambda c: rank(c["transport"]),
         ):
             histogram = run.histogram(cell)
@@ -195,7 +196,7 @@ def plot_distributions(run: Run, out: Path) -> Path:
                 continue
             xs, ys = percentile_spectrum(histogram)
             name = series_label(series_key(cell, run))
-            if len({c["rate"] for c in run.cells}) > 1:
+            if len({c["rate"] for c in run.points()}) > 1:
                 name += f" @ {cell['rate']:g}/s"
             ax.plot(xs, ys, color=color(cell["transport"]), linewidth=1.8, label=name)
         ax.set_xscale("log")
@@ -241,7 +242,12 @@ def plot_run(run_dir: Path) -> list[Path]:
         )
     out = run.path / "charts"
     out.mkdir(exist_ok=True)
-    paths = [plot_latency_vs_clients(run, out), plot_distributions(run, out)]
+    paths = [
+        plot_latency_vs_clients(run, out),
+        plot_distributions(run, out),
+        plot_cost_per_delivery(run, out),
+    ]
+    paths += [p for p in (plot_latency_vs_rate(run, out), plot_polling_vs_interval(run, out)) if p]
     write_summary_table(run, run.path / "summary.md")
     return paths
 

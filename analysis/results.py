@@ -7,6 +7,7 @@ run.cells[0]["latency_us"]["p99"], run.histogram(run.cells[0], "latency")
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,20 @@ class Run:
     @property
     def cells(self) -> list[dict]:
         return self.summary["cells"]
+
+    def points(self) -> list[dict]:
+        """One cell per measured point: of repeated cells (--repeat), the one with the median
+        p50, so a chart shows a measured cell, not a blend of several."""
+        groups: dict[str, list[dict]] = {}
+        for cell in self.cells:
+            groups.setdefault(re.sub(r"-rep\d+$", "", cell["name"]), []).append(cell)
+        chosen = []
+        for group in groups.values():
+            group.sort(
+                key=lambda c: c["latency_us"]["p50"] if c["latency_us"]["p50"] is not None else 0
+            )
+            chosen.append(group[(len(group) - 1) // 2])
+        return chosen
 
     def histogram(self, cell: dict, name: str = "latency") -> HdrHistogram | None:
         path = self.path / cell["name"] / "histograms.json"

@@ -1,0 +1,210 @@
+"""What each approach costs, and where polling falls behind: charts from a run's results.
+
+- cost_per_delivery.png: bytes on the wire, server CPU, HTTP requests per delivered message and
+  server memory per client, per transport, at each client count;
+- latency_vs_rate.png (when the run swept --rate): latency against publish rate per transport;
+- polling_vs_interval.png (when it swept --poll-interval): requests per delivery and the share
+  of empty polls against the poll interval (Bozdag et al.'s "unnecessary pulls").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from analysis.results import Run  # noqa: E402
+from analysis.style import color, label, transport_order  # noqa: E402
+
+PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
+COSTS = [
+    (
+        "bytes_per_delivery",
+        "bytes on the wire per delivery\n(both directions, headers and framing)",
+        1,
+    ),
+    ("server_cpu_us_per_delivery", "server CPU per delivery (us)", 1),
+    ("requests_per_delivery", "HTTP requests per delivery (Socket.IO over websocket: none)", 1),
+    ("server_rss_per_client_bytes", "server memory per connected client (KiB)", 1 / 1024),
+]
+
+
+def plot_cost_per_delivery(run: Run, out: Path) -> Path:
+    cells = run.points()
+    transports = transport_order(c["transport"] for c in cells)
+    clients = sorted({c["clients"] for c in cells})
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.2))
+    width = 0.8 / max(len(transports), 1)
+    for ax, (key, title, scale) in zip(axes.flat, COSTS):
+        for i, transport in enumerate(transports):
+            xs, ys = [], []
+            for j, n in enumerate(clients):
+                values = [
+                    c[key]
+                    for c in cells
+                    if c["transport"] == transport and c["clients"] == n and c.get(key) is not None
+                ]
+                if values:
+                    xs.append(j + (i - (len(transports) - 1) / 2) * width)
+                    ys.append(sorted(values)[len(values) // 2] * scale)
+            if xs:
+                ax.bar(xs, ys, width=width * 0.95, color=color(transport), label=label(transport))
+        ax.set_xticks(range(len(clients)), [str(n) for n in clients])
+        ax.set_xlabel("connected clients")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        if key == "requests_per_delivery":
+            ax.text(
+                0.02,
+                0.95,
+                "Socket.IO websocket: no requests",
+                transform=ax.transAxes,
+                fontsize=8,
+                va="top",
+            )
+    handles, labels = axes[0][1].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=len(transports),
+        fontsize=9,
+        bbox_to_anchor=(0.5, 0.935),
+    )
+    fig.suptitle(f"Cost per delivered message, per transport\n{run.title_suffix()}", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    path = out / "cost_per_delivery.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_latency_vs_rate(run: Run, out: Path) -> Path | None:
+    cells = run.points()
+    rates = sorted({c["rate"] for c in cells})
+    if len(rates) < 2:
+        return None
+    clients = sorted({c["clients"] for c in cells})
+    fig, axes = plt.subplots(
+        1, len(clients), figsize=(6.4 * len(clients), 5), squeeze=False, sharey=True
+    )
+    for ax, n in zip(axes[0], clients):
+        for transport in transport_order(c["transport"] for c in cells):
+            series = sorted(
+                (
+                    c
+                    for c in cells
+                    if c["clients"] == n
+                    and c["transport"] == transport
+                    and c["latency_us"]["count"]
+                ),
+                key=lambda c: c["rate"],
+            )
+            intervals = sorted(
+                {c["poll_interval"] for c in series if c["poll_interval"] is not None}
+            ) or [None]
+            for interval in intervals[:1]:  # one short-poll interval per panel keeps it readable
+                points = [c for c in series if c["poll_interval"] == interval]
+                if not points:
+                    continue
+                x = [c["rate"] for c in points]
+                name = label(transport) + (
+                    f" (every {interval:g} s)" if interval is not None else ""
+                )
+                ax.plot(
+                    x,
+                    [c["latency_us"]["p50"] / 1000 for c in points],
+                    "-o",
+                    color=color(transport),
+                    label=f"{name} p50",
+                )
+                ax.plot(
+                    x,
+                    [c["latency_us"]["p99"] / 1000 for c in points],
+                    "--^",
+                    color=color(transport),
+                    label=f"{name} p99",
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(rates)
+        ax.xaxis.set_major_formatter(PLAIN)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(PLAIN)
+        ax.set_xlabel("publish rate (events/s, log scale)")
+        ax.set_title(f"{n} clients", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("delivery latency (ms, log scale)")
+    axes[0][-1].legend(fontsize=7.5)
+    fig.suptitle(
+        "Delivery latency vs publish rate: long-polling falls behind push as events arrive faster "
+        f"than its round trip\n{run.title_suffix()}",
+        fontsize=10.5,
+    )
+    fig.tight_layout()
+    path = out / "latency_vs_rate.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_polling_vs_interval(run: Run, out: Path) -> Path | None:
+    cells = [
+        c for c in run.points() if c["transport"] == "shortpoll" and c.get("requests_per_delivery")
+    ]
+    intervals = sorted({c["poll_interval"] for c in cells})
+    if len(intervals) < 2:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    styles = ["-o", "--s", ":D", "-.^"]
+    groups = sorted({(c["rate"], c["clients"]) for c in cells})
+    for k, (rate, n) in enumerate(groups):
+        points = sorted(
+            (c for c in cells if (c["rate"], c["clients"]) == (rate, n)),
+            key=lambda c: c["poll_interval"],
+        )
+        x = [c["poll_interval"] for c in points]
+        name = f"{rate:g} events/s, {n} clients"
+        style = styles[k % len(styles)]
+        left.plot(
+            x,
+            [c["requests_per_delivery"] for c in points],
+            style,
+            color=color("shortpoll"),
+            label=name,
+        )
+        right.plot(
+            x,
+            [100 * (c["empty_poll_share"] or 0) for c in points],
+            style,
+            color=color("shortpoll"),
+            label=name,
+        )
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xticks(intervals)
+        ax.xaxis.set_major_formatter(PLAIN)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("short-poll interval (s, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_yscale("log")
+    left.yaxis.set_major_formatter(PLAIN)
+    left.set_ylabel("HTTP requests per delivered event (log scale)")
+    left.set_title("requests per delivery", fontsize=10)
+    right.set_ylabel("polls that returned nothing (%)")
+    right.set_ylim(0, 100)
+    right.set_title("unnecessary pulls (empty polls)", fontsize=10)
+    left.legend(fontsize=8)
+    fig.suptitle(
+        f"What short polling costs: requests and empty polls vs poll interval\n{run.title_suffix()}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path = out / "polling_vs_interval.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
