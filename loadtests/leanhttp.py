@@ -1,4 +1,4 @@
-"""A lean keep-alive HTTP/1.1 client for the polling load generators.
+"""Lean HTTP clients for the polling and streaming load generators: keep-alive HTTP/1.1 and SSE.
 
 Locust's FastHttpUser costs about 316 us of load-generator CPU per long-poll delivery here (its
 session, user agent, header copies and per-request stats), about as much as the server spends
@@ -12,12 +12,14 @@ one connection, writes a prebuilt request and parses the answer with geventhttpc
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from urllib.parse import urlsplit
 
 from gevent import socket as gsocket
 from geventhttpclient.response import HTTPResponse
+from sseclient import SSEClient
 
 RECV_BYTES = 65536
 
@@ -27,6 +29,12 @@ class Response(HTTPResponse):
 
     def body(self) -> bytes:
         return bytes(self._body_buffer)
+
+    def take_body(self) -> bytes:
+        """The body bytes parsed so far, removed from the buffer (for streamed responses)."""
+        body = bytes(self._body_buffer)
+        del self._body_buffer[:]
+        return body
 
 
 class LeanHTTP:
@@ -83,3 +91,51 @@ class LeanHTTP:
         if response.should_close():
             self.close()
         return response.status_code, response.body(), t_recv
+
+
+class LeanSSE:
+    """A Server-Sent Events client: `GET /stream` on its own connection, the chunked body
+    decoded by geventhttpclient's parser and the event stream parsed by sseclient-py. Each event
+    goes to on_event(name, data, t_recv_ns) with its JSON data decoded; after a drop, a new
+    connection resumes from the last event id (`Last-Event-ID`)."""
+
+    def __init__(self, url: str, on_event, path: str = "/stream", timeout: float = 30.0) -> None:
+        self.http = LeanHTTP(url, timeout)
+        self.path = path
+        self.on_event = on_event
+        self.last_event_id: str | None = None
+        self.t_recv = 0
+
+    def run(self) -> None:
+        """Stream until the server ends the response or the connection drops."""
+        self.http.connect()
+        head = f"GET {self.path} HTTP/1.1\r\n{self.http._host_header}Accept: text/event-stream\r\n"
+        if self.last_event_id is not None:
+            head += f"Last-Event-ID: {self.last_event_id}\r\n"
+        self.http.sock.sendall((head + "\r\n").encode())
+        response = Response("GET")
+        try:
+            for event in SSEClient(self._chunks(response)).events():
+                if event.id:
+                    self.last_event_id = event.id
+                self.on_event(event.event, json.loads(event.data), self.t_recv)
+        finally:
+            self.http.close()
+
+    def _chunks(self, response: Response):
+        while True:
+            data = self.http.sock.recv(RECV_BYTES)
+            self.t_recv = time.time_ns()
+            if not data:
+                return
+            response.feed(data)
+            if response.headers_complete and response.status_code != 200:
+                raise ConnectionError(f"GET {self.path} answered HTTP {response.status_code}")
+            body = response.take_body()
+            if body:
+                yield body
+            if response.message_complete:
+                return
+
+    def close(self) -> None:
+        self.http.close()

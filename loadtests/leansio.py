@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
+import gevent.lock
 from engineio import packet as eio
 from gevent import socket as gsocket
 from gevent.monkey import get_original
@@ -45,6 +46,8 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+
+from loadtests.leanhttp import LeanHTTP
 
 RECV_BYTES = 65536
 EPOLLIN = 0x001
@@ -105,22 +108,81 @@ class FrameDecoder:
         return messages
 
 
-class LeanSocketIO:
+class SocketIOPackets:
+    """Engine.IO v4 / Socket.IO v5 text packets, whatever carries them: events go to on_event,
+    pings are answered, the namespace connect is sent and acknowledged. Subclasses say how
+    text is sent (`_send_text`)."""
+
+    def __init__(self, on_event: OnEvent) -> None:
+        self.on_event = on_event
+        self.sid: str | None = None
+        self.eio_sid: str | None = None
+        self.connected = False
+        self.closed = gevent.event.Event()
+        self._send_lock = gevent.lock.RLock()  # the reactor (pongs) and a chat sender may both send
+
+    def handle_text(self, text: str, t_recv: int) -> bool:
+        """One Engine.IO packet received at t_recv; False once the session is over."""
+        if text.startswith('42["'):  # the hot case: an event, default namespace, no ack
+            name, *args = json.loads(text[2:])
+            self.on_event(name, args[0] if args else None, t_recv)
+            return True
+        packet = eio.Packet(encoded_packet=text)
+        if packet.packet_type == eio.MESSAGE:
+            return self._socketio_packet(packet.data, t_recv)
+        if packet.packet_type == eio.PING:
+            self._send_text(eio.Packet(eio.PONG, data=packet.data).encode())
+        elif packet.packet_type == eio.OPEN:
+            self.eio_sid = packet.data["sid"]
+            self._send_text(eio.Packet(eio.MESSAGE, data=sio.Packet(sio.CONNECT).encode()).encode())
+        elif packet.packet_type == eio.CLOSE:
+            return False
+        return True
+
+    def _socketio_packet(self, text: str, t_recv: int) -> bool:
+        packet = sio.Packet(encoded_packet=text)
+        if packet.packet_type == sio.EVENT:
+            name, *args = packet.data
+            self.on_event(name, args[0] if args else None, t_recv)
+        elif packet.packet_type == sio.CONNECT:
+            self.sid = (packet.data or {}).get("sid")
+            self.connected = True
+        elif packet.packet_type == sio.CONNECT_ERROR:
+            raise SocketIOError(f"Socket.IO connect refused: {packet.data}")
+        elif packet.packet_type == sio.DISCONNECT:
+            return False
+        return True
+
+    def emit(self, name: str, data: object) -> None:
+        packet = sio.Packet(sio.EVENT, data=[name, data])
+        self._send_text(eio.Packet(eio.MESSAGE, data=packet.encode()).encode())
+
+    def _disconnect_text(self) -> str:
+        return eio.Packet(eio.MESSAGE, data=sio.Packet(sio.DISCONNECT).encode()).encode()
+
+    def ended(self) -> None:
+        self.connected = False
+        self.closed.set()
+
+    def _send_text(self, text: str) -> None:
+        raise NotImplementedError
+
+
+class LeanSocketIO(SocketIOPackets):
+    """Socket.IO over a websocket, read by the caller's greenlet (run) or a Reactor (feed)."""
+
     def __init__(
         self, url: str, on_event: OnEvent, timeout: float = 30.0, path: str = "/socket.io/"
     ):
+        super().__init__(on_event)
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.target = f"{path}?EIO=4&transport=websocket"
-        self.on_event = on_event
         self.timeout = timeout
         self.sock: gsocket.socket | None = None
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.frames = FrameDecoder()
-        self.sid: str | None = None
-        self.connected = False
-        self.closed = gevent.event.Event()
 
     # -- connection ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -174,23 +236,14 @@ class LeanSocketIO:
             pass
         self.ended()
 
-    def ended(self) -> None:
-        self.connected = False
-        self.closed.set()
-
-    def emit(self, name: str, data: object) -> None:
-        packet = sio.Packet(sio.EVENT, data=[name, data])
-        self._send_text(eio.Packet(eio.MESSAGE, data=packet.encode()).encode())
-
     def close(self) -> None:
         if self.sock is None:
             return
         try:
             if self.connected:
-                self._send_text(
-                    eio.Packet(eio.MESSAGE, data=sio.Packet(sio.DISCONNECT).encode()).encode()
-                )
-            self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
+                self._send_text(self._disconnect_text())
+            with self._send_lock:
+                self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
         except Exception:  # noqa: BLE001 - closing a broken connection is still closing it
             pass
         self.sock.close()
@@ -202,46 +255,78 @@ class LeanSocketIO:
         """Handle bytes read from the socket at t_recv; False once the connection is over."""
         for opcode, payload in self.frames.feed(data):
             if opcode == OP_TEXT:
-                text = payload.decode()
-                if text.startswith('42["'):  # the hot case: an event, default namespace, no ack
-                    name, *args = json.loads(text[2:])
-                    self.on_event(name, args[0] if args else None, t_recv)
-                elif not self._engineio_packet(text, t_recv):
+                if not self.handle_text(payload.decode(), t_recv):
                     return False
             elif opcode == OP_PING:
-                self.sock.sendall(self.ws.send(Pong(payload=payload)))
+                with self._send_lock:
+                    self.sock.sendall(self.ws.send(Pong(payload=payload)))
             elif opcode == OP_CLOSE:
                 return False
         return True
 
-    def _engineio_packet(self, text: str, t_recv: int) -> bool:
-        packet = eio.Packet(encoded_packet=text)
-        if packet.packet_type == eio.MESSAGE:
-            return self._socketio_packet(packet.data, t_recv)
-        if packet.packet_type == eio.PING:
-            self._send_text(eio.Packet(eio.PONG, data=packet.data).encode())
-        elif packet.packet_type == eio.OPEN:
-            self._send_text(eio.Packet(eio.MESSAGE, data=sio.Packet(sio.CONNECT).encode()).encode())
-        elif packet.packet_type == eio.CLOSE:
-            return False
-        return True
+    def _send_text(self, text: str) -> None:
+        with self._send_lock:
+            self.sock.sendall(self.ws.send(TextMessage(data=text)))
 
-    def _socketio_packet(self, text: str, t_recv: int) -> bool:
-        packet = sio.Packet(encoded_packet=text)
-        if packet.packet_type == sio.EVENT:
-            name, *args = packet.data
-            self.on_event(name, args[0] if args else None, t_recv)
-        elif packet.packet_type == sio.CONNECT:
-            self.sid = (packet.data or {}).get("sid")
-            self.connected = True
-        elif packet.packet_type == sio.CONNECT_ERROR:
-            raise SocketIOError(f"Socket.IO connect refused: {packet.data}")
-        elif packet.packet_type == sio.DISCONNECT:
+
+class LeanSocketIOPolling(SocketIOPackets):
+    """Socket.IO restricted to Engine.IO's long-polling transport (no upgrade): a GET that the
+    server holds until it has packets (separated by \\x1e), and POSTs for what the client sends,
+    each on its own kept-alive connection."""
+
+    def __init__(
+        self, url: str, on_event: OnEvent, timeout: float = 30.0, path: str = "/socket.io/"
+    ):
+        super().__init__(on_event)
+        self.base = f"{path}?EIO=4&transport=polling"
+        self.receiving = LeanHTTP(url, timeout)
+        self.sending = LeanHTTP(url, timeout)
+        self.timeout = timeout
+
+    def connect(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        if not self.poll_once(f"{self.base}&t={time.time_ns()}"):  # the Engine.IO open
+            raise SocketIOError("no Engine.IO open packet")
+        while not self.connected:
+            if time.monotonic() > deadline or not self.poll_once():
+                raise SocketIOError(f"no Socket.IO connect within {self.timeout:g} s")
+
+    def poll_once(self, path: str | None = None) -> bool:
+        """One long-poll; False once the session is over."""
+        status, body, t_recv = self.receiving.request(
+            "GET", path or f"{self.base}&sid={self.eio_sid}"
+        )
+        if status != 200:
             return False
-        return True
+        return all(self.handle_text(text, t_recv) for text in body.decode().split("\x1e"))
+
+    def run(self) -> None:
+        try:
+            while self.poll_once():
+                pass
+        except OSError:
+            pass
+        self.ended()
+
+    def close(self) -> None:
+        try:
+            if self.connected:
+                self._send_text(self._disconnect_text())
+        except Exception:  # noqa: BLE001 - closing a broken session is still closing it
+            pass
+        self.receiving.close()
+        self.sending.close()
+        self.ended()
 
     def _send_text(self, text: str) -> None:
-        self.sock.sendall(self.ws.send(TextMessage(data=text)))
+        with self._send_lock:
+            status, body, _ = self.sending.request(
+                "POST", f"{self.base}&sid={self.eio_sid}", text.encode(), "text/plain;charset=UTF-8"
+            )
+        if status != 200:
+            raise SocketIOError(
+                f"POST to the Engine.IO session answered HTTP {status}: {body[:80]!r}"
+            )
 
 
 class Reactor:

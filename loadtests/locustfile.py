@@ -31,11 +31,11 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, bucket_response_time
 
-from loadtests.leanhttp import LeanHTTP
-from loadtests.leansio import LeanSocketIO, Reactor
+from loadtests.leanhttp import LeanHTTP, LeanSSE
+from loadtests.leansio import LeanSocketIO, LeanSocketIOPolling, Reactor
 from loadtests.recorder import Recorder, record_us
 
-TRANSPORTS = ("socketio", "longpoll", "shortpoll")
+TRANSPORTS = ("socketio", "socketio-polling", "sse", "longpoll", "shortpoll")
 LOOP_LAG_PERIOD_S = 0.010
 log = logging.getLogger("pushpull")
 
@@ -54,6 +54,18 @@ def add_arguments(parser) -> None:
         choices=("lean", "python-socketio"),
         default="lean",
         help="socketio transport: pushpull's lean client or python-socketio's Client (default lean)",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=("broadcast", "chat"),
+        default="broadcast",
+        help="broadcast: the server publishes; chat: every client sends messages (default broadcast)",
+    )
+    parser.add_argument(
+        "--send-rate", type=float, default=0.2, help="chat: messages per second per client (0.2)"
+    )
+    parser.add_argument(
+        "--payload-bytes", type=int, default=0, help="chat: pad each message with this many bytes"
     )
     parser.add_argument(
         "--poll-interval", type=float, default=0.5, help="short-poll period in seconds (0.5)"
@@ -265,10 +277,10 @@ def fire_delivery(user, latency_us: int) -> None:
     user.environment.pushpull_stats.add("DELIVER", user.transport, latency_us)
 
 
-def fire_connect(user, started: float) -> None:
+def fire_connect(user, name: str, started: float) -> None:
     user.environment.events.request.fire(
         request_type="CONNECT",
-        name="socket.io connect",
+        name=name,
         response_time=(time.perf_counter() - started) * 1000,
         response_length=0,
         exception=None,
@@ -290,26 +302,38 @@ def fire_failure(
     )
 
 
-class SocketIOUser(User):
-    """A Socket.IO client on the websocket transport: pushpull's lean client (leansio.py). The
-    process's Reactor reads all connections on one greenlet, stamping each event as its bytes
-    leave the socket; this user's greenlet only connects, waits and closes."""
+class PushPullUser(User):
+    """What every pushpull client shares: its Tracker, the process's client count, the handling
+    of `welcome` and `response`, and in the chat scenario a sender that emits a message every
+    1/--send-rate seconds from a random phase (its send time travels in the message)."""
 
-    transport = "socketio"
+    abstract = True
+    transport = ""
+    connect_name = ""
 
     def on_start(self) -> None:
-        recorder: Recorder = self.environment.pushpull
-        self.tracker = recorder.tracker()
-        self.client = LeanSocketIO(self.host, self.on_event, timeout=30)
+        self.recorder: Recorder = self.environment.pushpull
+        self.tracker = self.recorder.tracker()
+        self.counted = False
+        self.sender = None
         started = time.perf_counter()
         try:
-            self.client.connect()
+            self.connect()
         except Exception as exc:  # noqa: BLE001 - any failure to connect is a measured error
-            fire_failure(self, "socket.io connect", started, exc)
+            fire_failure(self, self.connect_name, started, exc)
             raise
-        recorder.clients += 1
-        fire_connect(self, started)
-        self.environment.pushpull_reactor.add(self.client)
+        fire_connect(self, self.connect_name, started)
+        self.recorder.clients += 1
+        self.counted = True
+        options = self.environment.parsed_options
+        if options.scenario == "chat" and options.send_rate > 0:
+            self.sender = gevent.spawn(self.chat, options.send_rate, options.payload_bytes)
+
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def send_chat(self, message: dict) -> None:
+        raise NotImplementedError
 
     def on_event(self, name: str, data, t_recv: int) -> None:
         if name == "response":
@@ -319,91 +343,187 @@ class SocketIOUser(User):
         elif name == "welcome":
             self.tracker.joined(data["last_seq"])
 
+    def chat(self, send_rate: float, payload_bytes: int) -> None:
+        period_ns = int(1e9 / send_rate)
+        next_ns = time.time_ns() + random.randrange(period_ns)
+        sender = f"{os.getpid()}-{id(self):x}"
+        pad = "x" * payload_bytes
+        while True:
+            sleep_until(next_ns)
+            next_ns += period_ns
+            message = {
+                "t_send": time.time_ns() + self.recorder.clock_correction_ns,
+                "sender": sender,
+            }
+            if pad:
+                message["pad"] = pad
+            try:
+                self.send_chat(message)
+                self.recorder.sent += 1
+            except Exception as exc:  # noqa: BLE001 - a failed send is a measured error
+                fire_failure(self, "send message", time.perf_counter(), exc, kind="SEND")
+
+    def ended(self) -> None:
+        """The connection is over: nothing more is owed to this client."""
+        if self.counted:
+            self.counted = False
+            self.tracker.left()
+            self.recorder.clients -= 1
+
+    def on_stop(self) -> None:
+        if self.sender is not None:
+            self.sender.kill()
+        self.ended()
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        raise NotImplementedError
+
+
+class SocketIOUser(PushPullUser):
+    """A Socket.IO client on the websocket transport: pushpull's lean client (leansio.py). The
+    process's Reactor reads all connections on one greenlet, stamping each event as its bytes
+    leave the socket; this user's greenlet only connects, waits and closes."""
+
+    transport = "socketio"
+    connect_name = "socket.io connect"
+
+    def connect(self) -> None:
+        self.client = LeanSocketIO(self.host, self.on_event, timeout=30)
+        self.client.connect()
+        self.environment.pushpull_reactor.add(self.client)
+
+    def send_chat(self, message: dict) -> None:
+        self.client.emit("message", message)
+
     @task
     def listen(self) -> None:
         self.client.closed.wait()  # set when the server ends the connection
-        self.tracker.left()
-        self.environment.pushpull.clients -= 1
-        self.environment.pushpull.errors += 1
+        self.recorder.errors += 1
+        self.ended()
         raise StopUser()
 
-    def on_stop(self) -> None:
-        if not self.client.closed.is_set():
-            self.tracker.left()
-            self.environment.pushpull.clients -= 1
+    def disconnect(self) -> None:
         self.environment.pushpull_reactor.discard(self.client)
         self.client.close()
 
 
-class PythonSocketIOUser(User):
+class SocketIOPollingUser(PushPullUser):
+    """Socket.IO restricted to its long-polling transport (lean client, leansio.py): one held
+    GET at a time on this user's greenlet, POSTs for pongs and chat messages."""
+
+    transport = "socketio-polling"
+    connect_name = "socket.io (polling) connect"
+
+    def connect(self) -> None:
+        self.client = LeanSocketIOPolling(self.host, self.on_event, timeout=30)
+        self.client.connect()
+
+    def send_chat(self, message: dict) -> None:
+        self.client.emit("message", message)
+
+    @task
+    def listen(self) -> None:
+        self.client.run()  # returns when the session ends
+        self.recorder.errors += 1
+        self.ended()
+        raise StopUser()
+
+    def disconnect(self) -> None:
+        self.client.close()
+
+
+class PythonSocketIOUser(PushPullUser):
     """A Socket.IO client on the websocket transport using python-socketio's Client: the
     reference implementation (and the naive load generator: a greenlet per received message)."""
 
     transport = "socketio"
+    connect_name = "socket.io connect"
 
-    def on_start(self) -> None:
-        recorder: Recorder = self.environment.pushpull
-        self.tracker = recorder.tracker()
+    def connect(self) -> None:
         self.sio = socketio.Client(reconnection=False)
-        self.sio.on("welcome", self.on_welcome)
-        self.sio.on("response", self.on_response)
-        self.sio.on("disconnect", self.on_disconnect)
-        started = time.perf_counter()
-        try:
-            self.sio.connect(self.host, transports=["websocket"], wait_timeout=30)
-        except Exception as exc:  # noqa: BLE001 - any failure to connect is a measured error
-            fire_failure(self, "socket.io connect", started, exc)
-            raise
-        recorder.clients += 1
-        fire_connect(self, started)
+        self.sio.on("welcome", lambda data: self.on_event("welcome", data, 0))
+        self.sio.on("response", lambda data: self.on_event("response", data, time.time_ns()))
+        self.sio.on("disconnect", lambda reason=None: self.ended())
+        self.sio.connect(self.host, transports=["websocket"], wait_timeout=30)
 
-    def on_welcome(self, data: dict) -> None:
-        self.tracker.joined(data["last_seq"])
-
-    def on_response(self, event: dict) -> None:
-        t_recv = time.time_ns()
-        latency_us = self.tracker.deliver(event, t_recv)
-        if latency_us is not None:
-            fire_delivery(self, latency_us)
-
-    def on_disconnect(self, reason=None) -> None:
-        self.tracker.left()
-        self.environment.pushpull.clients -= 1
+    def send_chat(self, message: dict) -> None:
+        self.sio.emit("message", message)
 
     @task
     def listen(self) -> None:
         gevent.sleep(60)  # deliveries arrive on the client's own greenlets
 
-    def on_stop(self) -> None:
+    def disconnect(self) -> None:
         self.sio.disconnect()
 
 
-class PollingUser(User):
+class SSEUser(PushPullUser):
+    """Server-Sent Events (leanhttp.LeanSSE): one streamed response, parsed by sseclient-py."""
+
+    transport = "sse"
+    connect_name = "GET /stream"
+
+    def connect(self) -> None:
+        # SSE's default event name is `message`; the protocol's deliveries are its events
+        self.client = LeanSSE(
+            self.host,
+            lambda name, data, t: self.on_event("response" if name == "message" else name, data, t),
+        )
+        self.messages = LeanHTTP(self.host)
+        self.stream = gevent.spawn(self.client.run)
+        deadline = time.monotonic() + 30
+        while self.tracker.base is None:  # connected once the welcome arrived
+            if self.stream.dead:
+                raise ConnectionError(f"GET /stream failed: {self.stream.exception}")
+            if time.monotonic() > deadline:
+                raise ConnectionError("no welcome on GET /stream within 30 s")
+            gevent.sleep(0.01)
+
+    def send_chat(self, message: dict) -> None:
+        post_message(self.messages, message)
+
+    @task
+    def listen(self) -> None:
+        self.stream.join()  # returns when the stream ends
+        self.recorder.errors += 1
+        self.ended()
+        raise StopUser()
+
+    def disconnect(self) -> None:
+        self.stream.kill()
+        self.client.close()
+        self.messages.close()
+
+
+def post_message(http: LeanHTTP, message: dict) -> None:
+    status, body, _ = http.request("POST", "/messages", json.dumps(message).encode())
+    if status != 201:
+        raise ConnectionError(f"POST /messages answered HTTP {status}: {body[:80]!r}")
+
+
+class PollingUser(PushPullUser):
     """Shared by the polling clients: baseline, then polls that deliver what they return, over
     one kept-alive connection (leanhttp.py; Locust's FastHttpUser cost as much CPU per poll as
     the server spent answering it)."""
 
     abstract = True
-    transport = ""
+    connect_name = "GET /events (baseline)"
 
-    def on_start(self) -> None:
-        recorder: Recorder = self.environment.pushpull
-        self.tracker = recorder.tracker()
+    def connect(self) -> None:
         self.http = LeanHTTP(self.host)
-        started = time.perf_counter()
-        try:
-            status, body, _ = self.http.request("GET", "/events")
-            if status != 200:
-                raise ConnectionError(f"GET /events answered HTTP {status}")
-        except Exception as exc:  # noqa: BLE001 - any failure to start is a measured error
-            fire_failure(self, "GET /events (baseline)", started, exc)
-            raise
+        self.messages = LeanHTTP(self.host)
+        status, body, _ = self.http.request("GET", "/events")
+        if status != 200:
+            raise ConnectionError(f"GET /events answered HTTP {status}")
         self.cursor = json.loads(body)["last_seq"]
         self.tracker.joined(self.cursor)
-        recorder.clients += 1
+
+    def send_chat(self, message: dict) -> None:
+        post_message(self.messages, message)
 
     def poll(self, timeout: float, name: str) -> None:
-        recorder: Recorder = self.environment.pushpull
+        recorder = self.recorder
         sent = time.time_ns()
         try:
             status, raw, t_recv = self.http.request(
@@ -428,10 +548,9 @@ class PollingUser(User):
             self.cursor = max(self.cursor, events[-1]["seq"])
         recorder.record_poll(delivered)
 
-    def on_stop(self) -> None:
-        self.tracker.left()
-        self.environment.pushpull.clients -= 1
+    def disconnect(self) -> None:
         self.http.close()
+        self.messages.close()
 
 
 class LongPollUser(PollingUser):
@@ -445,15 +564,18 @@ class LongPollUser(PollingUser):
 
 
 class ShortPollUser(PollingUser):
-    """Short polling every --poll-interval seconds, from a random phase and an absolute schedule
-    (Locust's constant_pacing lines up users spawned together)."""
+    """Short polling every --poll-interval seconds on an absolute schedule. Phases are spread
+    evenly from a random start (a golden-ratio sequence), so even a few clients sample the whole
+    interval; Locust's constant_pacing would line up clients spawned together."""
 
     transport = "shortpoll"
+    spread = random.random()
 
     def on_start(self) -> None:
         super().on_start()
         self.interval_ns = int(self.environment.parsed_options.poll_interval * 1e9)
-        self.next_ns = time.time_ns() + random.randrange(self.interval_ns)
+        ShortPollUser.spread = (ShortPollUser.spread + GOLDEN_RATIO) % 1.0
+        self.next_ns = time.time_ns() + int(ShortPollUser.spread * self.interval_ns)
 
     @task
     def short_poll(self) -> None:
@@ -462,4 +584,11 @@ class ShortPollUser(PollingUser):
         self.poll(0, "GET /events (short-poll)")
 
 
-USER_CLASSES = {"socketio": SocketIOUser, "longpoll": LongPollUser, "shortpoll": ShortPollUser}
+GOLDEN_RATIO = 0.6180339887498949
+USER_CLASSES = {
+    "socketio": SocketIOUser,
+    "socketio-polling": SocketIOPollingUser,
+    "sse": SSEUser,
+    "longpoll": LongPollUser,
+    "shortpoll": ShortPollUser,
+}

@@ -9,7 +9,7 @@ can read and merge the files (`merge_process_files`) without being monkey-patche
 File format (`loadgen-<pid>.json`, one per load-generator process, version 1):
     {"version": 1, "pid", "transport", "window": {"start_ns", "end_ns"},
      "segments": [[baseline, end_seq_or_null], ...],   # one per client connection
-     "received", "duplicates", "reordered", "polls", "empty_polls", "errors",
+     "received", "duplicates", "reordered", "polls", "empty_polls", "sent", "errors",
      "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
      "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
      "histograms": {"latency", "from_schedule", "warmup", "loop_lag"}}   # HdrHistogram, base64
@@ -130,6 +130,7 @@ class Recorder:
     reordered: int = 0
     polls: int = 0
     empty_polls: int = 0
+    sent: int = 0  # chat messages this process's clients sent
     errors: int = 0
     clients: int = 0
     clients_at_window_start: int | None = None
@@ -153,7 +154,8 @@ class Recorder:
         moved onto the server's clock first (see set_clock; 0 on one host)."""
         t_recv_ns += self.clock_correction_ns
         t_pub = event["t_pub"]
-        latency_us = (t_recv_ns - t_pub) // 1000
+        # a chat message's latency runs from its sender's send time (its t_sched)
+        latency_us = (t_recv_ns - (t_pub if event["kind"] == "tick" else event["t_sched"])) // 1000
         phase = self.window.phase(t_pub)
         if phase == "steady":
             self.received += 1
@@ -196,6 +198,7 @@ class Recorder:
             "reordered": self.reordered,
             "polls": self.polls,
             "empty_polls": self.empty_polls,
+            "sent": self.sent,
             "errors": self.errors,
             "clients_at_window_start": self.clients_at_window_start,
             "clock": {
@@ -241,6 +244,7 @@ def merge_process_files(paths: list[Path]) -> dict:
         "reordered": 0,
         "polls": 0,
         "empty_polls": 0,
+        "sent": 0,
         "errors": 0,
         "clients_at_window_start": 0,
         "histograms": {name: new_histogram() for name in HISTOGRAMS},
@@ -252,7 +256,15 @@ def merge_process_files(paths: list[Path]) -> dict:
             raise ValueError(
                 f"{path}: unsupported load-generator file version {data.get('version')}"
             )
-        for key in ("received", "duplicates", "reordered", "polls", "empty_polls", "errors"):
+        for key in (
+            "received",
+            "duplicates",
+            "reordered",
+            "polls",
+            "empty_polls",
+            "sent",
+            "errors",
+        ):
             merged[key] += data[key]
         merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
         merged["segments"].extend(data["segments"])

@@ -75,6 +75,9 @@ def locust_command(
         "--csv", str(cell_dir / "locust"),
         "--html", str(cell_dir / "locust.html"),
         "--transport", cell.transport,
+        "--scenario", cell.scenario,
+        "--send-rate", f"{cell.rate:g}",
+        "--payload-bytes", str(cell.payload_bytes),
         "--socketio-client", cell.socketio_client or "lean",
         "--poll-interval", f"{cell.poll_interval or 0.5:g}",
         "--longpoll-timeout", f"{config.longpoll_timeout:g}",
@@ -83,6 +86,11 @@ def locust_command(
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
     ] + (["--processes", str(cell.loadgen_procs)] if cell.loadgen_procs > 1 else [])  # fmt: skip
+
+
+def tick_rate(cell: Cell) -> float:
+    """The server's publish rate: --rate in broadcast; none in chat, where clients send."""
+    return 0.0 if cell.scenario == "chat" else cell.rate
 
 
 def wait_for(path: Path, process: Managed, deadline_s: float, what: str) -> dict:
@@ -115,7 +123,13 @@ def run_cell(
     try:
         module = SERVER_OF[cell.transport]
         server, url = start_server(
-            module, config.host, config.port, cell.rate, cell_dir, cpus.get("server")
+            module,
+            config.host,
+            config.port,
+            tick_rate(cell),
+            cell.payload_bytes,
+            cell_dir,
+            cpus.get("server"),
         )
         problems = verify(cell.transport, url, module.split(".")[1], server.pid)
         if problems:
@@ -252,6 +266,9 @@ def summarize(
         "poll_interval": cell.poll_interval,
         "socketio_client": cell.socketio_client,
         "repeat": cell.repeat,
+        "scenario": cell.scenario,
+        "payload_bytes": cell.payload_bytes,
+        "sent": merged["sent"],
         "duration_s": config.duration,
         "name": cell.name,
         "window": {"start_ns": window["start_ns"], "end_ns": window["end_ns"]},

@@ -16,7 +16,7 @@ from pushpull import config as cfg
 
 DEFAULTS = {
     "clients": "10,100,500",
-    "transports": ",".join(cfg.TRANSPORTS),
+    "transports": "socketio,longpoll,shortpoll",
     "duration": "15",
     "rate": "2",
     "poll_interval": "0.5",
@@ -44,7 +44,7 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--transports",
         default=DEFAULTS["transports"],
-        help="any of socketio,longpoll,shortpoll (default all)",
+        help="any of socketio,socketio-polling,sse,longpoll,shortpoll (default socketio,longpoll,shortpoll)",
     )
     bench.add_argument(
         "--duration",
@@ -77,6 +77,21 @@ def build_parser() -> Parser:
         "--grace",
         default="2",
         help="seconds after spawning before the window opens (default %(default)s)",
+    )
+    bench.add_argument(
+        "--scenario",
+        default="broadcast",
+        help="broadcast (the server publishes at --rate) or chat (clients send at --send-rate)",
+    )
+    bench.add_argument(
+        "--send-rate",
+        default="0.2",
+        help="chat: messages per second each client sends; a list sweeps (default %(default)s)",
+    )
+    bench.add_argument(
+        "--payload-bytes",
+        default="0",
+        help="pad every event (and chat message) with this many bytes; a list sweeps (default 0)",
     )
     bench.add_argument(
         "--loadgen-procs",
@@ -126,6 +141,9 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
             "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
         ),
         loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
+        scenario=cfg.parse_scenario(args.scenario),
+        send_rates=cfg.parse_send_rates(args.send_rate),
+        payload_bytes=cfg.parse_payload_bytes(args.payload_bytes),
         socketio_clients=cfg.parse_socketio_clients(args.socketio_client),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
         grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),

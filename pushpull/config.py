@@ -9,10 +9,13 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-TRANSPORTS = ("socketio", "longpoll", "shortpoll")
+TRANSPORTS = ("socketio", "socketio-polling", "sse", "longpoll", "shortpoll")
+SCENARIOS = ("broadcast", "chat")
 SOCKETIO_CLIENTS = ("lean", "python-socketio")
 SERVER_OF = {
     "socketio": "servers.push",
+    "socketio-polling": "servers.push",
+    "sse": "servers.longpoll",
     "longpoll": "servers.longpoll",
     "shortpoll": "servers.longpoll",
 }
@@ -27,7 +30,8 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Cell:
-    """One measured point: a transport at a client count and publish rate (and poll interval)."""
+    """One measured point: a transport at a client count and rate (and poll interval...). In the
+    chat scenario `rate` is each client's send rate and the server publishes no ticks."""
 
     transport: str
     clients: int
@@ -36,6 +40,8 @@ class Cell:
     socketio_client: str | None = None  # socketio only: "lean" or "python-socketio"
     loadgen_procs: int = 1
     repeat: int = 1  # 1..N when each cell is measured N times
+    scenario: str = "broadcast"
+    payload_bytes: int = 0
 
     @property
     def name(self) -> str:
@@ -47,18 +53,27 @@ class Cell:
             name += "-psio"
         if self.loadgen_procs > 1:
             name += f"-p{self.loadgen_procs}"
+        if self.payload_bytes:
+            name += f"-b{self.payload_bytes}"
+        if self.scenario == "chat":
+            name += "-chat"
         if self.repeat > 1:
             name += f"-rep{self.repeat}"
         return name
 
     def label(self) -> str:
-        text = f"{self.transport} x{self.clients} @ {self.rate:g}/s"
+        if self.scenario == "chat":
+            text = f"{self.transport} x{self.clients} chat, each sending {self.rate:g}/s"
+        else:
+            text = f"{self.transport} x{self.clients} @ {self.rate:g}/s"
         if self.poll_interval is not None:
             text += f", every {self.poll_interval:g} s"
         if self.socketio_client == "python-socketio":
             text += ", python-socketio client"
         if self.loadgen_procs > 1:
             text += f", {self.loadgen_procs} Locust processes"
+        if self.payload_bytes:
+            text += f", {self.payload_bytes} B payload"
         if self.repeat > 1:
             text += f" (repeat {self.repeat})"
         return text
@@ -80,17 +95,21 @@ class BenchConfig:
     socketio_clients: list[str] = field(default_factory=lambda: ["lean"])
     loadgen_procs: list[int] = field(default_factory=lambda: [1])
     repeat: int = 1
+    scenario: str = "broadcast"
+    send_rates: list[float] = field(default_factory=lambda: [0.2])
+    payload_bytes: list[int] = field(default_factory=lambda: [0])
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
         cells = []
-        for transport, clients, rate, procs in itertools.product(
-            self.transports, self.clients, self.rates, self.loadgen_procs
+        rates = self.send_rates if self.scenario == "chat" else self.rates
+        for transport, clients, rate, procs, pad in itertools.product(
+            self.transports, self.clients, rates, self.loadgen_procs, self.payload_bytes
         ):
             intervals = self.poll_intervals if transport == "shortpoll" else [None]
             kinds = self.socketio_clients if transport == "socketio" else [None]
             cells.extend(
-                Cell(transport, clients, rate, interval, kind, procs)
+                Cell(transport, clients, rate, interval, kind, procs, 1, self.scenario, pad)
                 for interval, kind in itertools.product(intervals, kinds)
             )
         # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
@@ -181,6 +200,34 @@ def parse_loadgen_procs(text: str) -> list[int]:
         return positive_int(flag, item, what, example, maximum=64)
 
     return parse_list("--loadgen-procs", text, procs, "Locust processes", "2")
+
+
+def parse_scenario(text: str) -> str:
+    if text not in SCENARIOS:
+        raise UsageError(f"--scenario: unknown scenario {text!r} (allowed: {', '.join(SCENARIOS)})")
+    return text
+
+
+def parse_send_rates(text: str) -> list[float]:
+    def rate(flag, item, what, example):
+        return bounded_float(flag, item, what, example, 0.0, 1000.0)
+
+    return parse_list("--send-rate", text, rate, "messages per second per client", "0.2")
+
+
+def parse_payload_bytes(text: str) -> list[int]:
+    def size(flag, item, what, example):
+        try:
+            value = int(item)
+        except ValueError:
+            raise UsageError(
+                f"{flag}: {item!r} is not a whole number (expected {what}, e.g. {flag} {example})"
+            ) from None
+        if not 0 <= value <= 60_000:
+            raise UsageError(f"{flag}: {value} is out of range (expected {what} from 0 to 60000)")
+        return value
+
+    return parse_list("--payload-bytes", text, size, "bytes of padding per event", "1024")
 
 
 def parse_clients(text: str) -> list[int]:

@@ -84,6 +84,7 @@ def start_server(
     host: str,
     port: int,
     rate: float,
+    payload_bytes: int,
     cell_dir: Path,
     cpus: set[int] | None,
     deadline_s: float = 20.0,
@@ -100,6 +101,8 @@ def start_server(
         str(port),
         "--rate",
         f"{rate:g}",
+        "--payload-bytes",
+        str(payload_bytes),
     ]
     server = Managed(module, command, cell_dir / "server.log", cpus)
     try:

@@ -6,7 +6,10 @@ TechEmpower's verify mode; the sweep refuses to measure a server with problems.
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
+from urllib.parse import urlsplit
 
 from pushpull.procs import get_json, request_json
 
@@ -90,13 +93,13 @@ def rest_problems(url: str) -> list[str]:
     return problems
 
 
-def socketio_problems(url: str) -> list[str]:
+def socketio_problems(url: str, transport: str = "websocket") -> list[str]:
     import socketio
 
     problems = []
     client = socketio.SimpleClient()
     try:
-        client.connect(url, transports=["websocket"], wait_timeout=10)
+        client.connect(url, transports=[transport], wait_timeout=10)
         name, welcome = client.receive(timeout=5)
         if name != "welcome" or not isinstance(welcome.get("last_seq"), int):
             return [f"socket.io: expected `welcome` with last_seq first, got {name} {welcome}"]
@@ -120,11 +123,67 @@ def socketio_problems(url: str) -> list[str]:
         client.disconnect()
 
 
+def sse_events(response) -> object:
+    """(event name, data) of each SSE message on an http.client response (blocking reads)."""
+    name, data = "message", []
+    for raw in response:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield name, "\n".join(data)
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+
+
+def sse_problems(url: str) -> list[str]:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        connection.request("GET", "/stream", headers={"Accept": "text/event-stream"})
+        response = connection.getresponse()
+        if response.status != 200 or not response.getheader("Content-Type", "").startswith(
+            "text/event-stream"
+        ):
+            return [
+                f"GET /stream: expected 200 text/event-stream, got {response.status} {response.getheader('Content-Type')}"
+            ]
+        events = sse_events(response)
+        name, data = next(events)
+        welcome = json.loads(data)
+        if name != "welcome" or not isinstance(welcome.get("last_seq"), int):
+            return [f"GET /stream: expected a `welcome` with last_seq first, got {name} {data}"]
+        status, body = request_json(
+            url + "/messages", "POST", {"probe": "verify", "t_send": time.time_ns()}
+        )
+        if status != 201:
+            return [f"POST /messages: expected 201, got {status} {body}"]
+        for name, data in events:
+            event = json.loads(data)
+            if event.get("seq") == body["seq"]:
+                problems = event_problems(event, "GET /stream")
+                if name != "message" or event.get("data", {}).get("probe") != "verify":
+                    problems.append(f"GET /stream: posted message came back as {name} {event}")
+                return problems
+        return [f"GET /stream: the posted message {body['seq']} never arrived"]
+    except (OSError, ValueError, StopIteration) as exc:
+        return [f"GET /stream: {type(exc).__name__}: {exc}"]
+    finally:
+        connection.close()
+
+
 def verify(transport: str, url: str, server_name: str, pid: int) -> list[str]:
     """All problems of the server at `url` for `transport`; [] means it may be measured."""
+    checks = {
+        "socketio": lambda: socketio_problems(url, "websocket"),
+        "socketio-polling": lambda: socketio_problems(url, "polling"),
+        "sse": lambda: sse_problems(url),
+    }
     try:
         problems = common_problems(url, server_name, pid)
-        problems += socketio_problems(url) if transport == "socketio" else rest_problems(url)
+        problems += checks.get(transport, lambda: rest_problems(url))()
     except (OSError, ValueError) as exc:
         problems = [f"{url}: {type(exc).__name__}: {exc}"]
     return problems
