@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run  # noqa: E402
 from analysis.style import LINESTYLES, color, label, rank  # noqa: E402
@@ -247,7 +248,12 @@ def plot_run(run_dir: Path) -> list[Path]:
         plot_distributions(run, out),
         plot_cost_per_delivery(run, out),
     ]
-    paths += [p for p in (plot_latency_vs_rate(run, out), plot_polling_vs_interval(run, out)) if p]
+    optional = (
+        plot_latency_vs_rate(run, out),
+        plot_polling_vs_interval(run, out),
+        plot_capacity(run, out),
+    )
+    paths += [p for p in optional if p]
     write_summary_table(run, run.path / "summary.md")
     return paths
 

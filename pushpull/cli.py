@@ -122,6 +122,40 @@ def build_parser() -> Parser:
     perf.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
     perf.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
 
+    capacity = commands.add_parser(
+        "capacity", help="step clients up per transport until p99 passes a limit"
+    )
+    capacity.add_argument(
+        "--transports",
+        default=DEFAULTS["transports"],
+        help="transports to search (default %(default)s)",
+    )
+    capacity.add_argument(
+        "--slo-p99", default="250", help="p99 delivery latency limit in ms (default %(default)s)"
+    )
+    capacity.add_argument("--start", default="100", help="first client count (default %(default)s)")
+    capacity.add_argument(
+        "--step", default="250", help="clients added per step (default %(default)s)"
+    )
+    capacity.add_argument("--max", default="5000", help="stop searching here (default %(default)s)")
+    capacity.add_argument(
+        "--duration", default="10", help="seconds per window (default %(default)s)"
+    )
+    capacity.add_argument(
+        "--rate", default=DEFAULTS["rate"], help="events published per second (default %(default)s)"
+    )
+    capacity.add_argument(
+        "--poll-interval",
+        default=DEFAULTS["poll_interval"],
+        help="short-poll period (default %(default)s)",
+    )
+    capacity.add_argument(
+        "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
+    )
+    capacity.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
+    capacity.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
+    capacity.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+
     plot = commands.add_parser("plot", help="draw the charts of a run folder")
     plot.add_argument("run_dir", help="a run folder, e.g. results/latest")
     return parser
@@ -184,6 +218,43 @@ def cmd_perf(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from pushpull.capacity import CapacitySearch
+    from pushpull.sweep import run_cells
+
+    start = cfg.positive_int("--start", args.start, "a client count", "100")
+    step = cfg.positive_int("--step", args.step, "a client step", "250")
+    maximum = cfg.positive_int("--max", args.max, "a client count", "5000")
+    if maximum < start:
+        raise cfg.UsageError(f"--max: {maximum} is below --start {start}")
+    config = cfg.BenchConfig(
+        clients=[start],
+        transports=cfg.parse_transports(args.transports),
+        duration=cfg.parse_duration(args.duration),
+        rates=cfg.parse_rates(args.rate)[:1],
+        poll_intervals=cfg.parse_poll_intervals(args.poll_interval)[:1],
+        out=cfg.check_out_dir(args.out),
+        spawn_rate=cfg.bounded_float(
+            "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
+        ),
+    )
+    slo = cfg.bounded_float("--slo-p99", args.slo_p99, "milliseconds", "250", 0.0, 60_000.0)
+    search = CapacitySearch(config, slo, start, step, maximum)
+
+    def prepare(run_dir: Path) -> None:
+        search.path = run_dir / "capacity.json"
+        search.save()
+
+    extra = {"capacity": {"slo_p99_ms": slo, "start": start, "step": step, "max": maximum}}
+    status, run_dir = run_cells(
+        config, not args.no_pin, search.next_cell, None, "capacity", extra, prepare
+    )
+    print(search.report())
+    if not args.no_plot and status in (0, 130) and (run_dir / "capacity.json").exists():
+        status = status or cmd_plot_dir(run_dir)
+    return status
+
+
 def cmd_plot_dir(run_dir: Path) -> int:
     from analysis.plot import PlotError, plot_run
 
@@ -202,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "capacity":
+            return cmd_capacity(args)
         if args.command == "perf":
             return cmd_perf(args)
         if args.command == "plot":

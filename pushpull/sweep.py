@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from pushpull.cell import run_cell
@@ -40,11 +41,12 @@ def cpu_placement(pin: bool) -> dict:
 class Progress:
     """One line per phase change; on a terminal, a live countdown on that line."""
 
-    def __init__(self, cells: list[Cell], config: BenchConfig, stream=sys.stdout):
+    def __init__(self, cells: list[Cell] | None, config: BenchConfig, stream=sys.stdout):
         self.stream = stream
         self.live = stream.isatty()
-        self.total = len(cells)
-        self.remaining_s = {cell: config.estimated_cell_s(cell) for cell in cells}
+        self.total = "?" if cells is None else len(cells)
+        self.config = config
+        self.remaining_s = {cell: config.estimated_cell_s(cell) for cell in cells or []}
         self.index = 0
         self.cell: Cell | None = None
         self.phase = ""
@@ -57,7 +59,8 @@ class Progress:
         text = f"[{self.index}/{self.total}] {self.cell.label()}: {phase}"
         if left_s > 0:
             text += f", {left_s:.0f} s left"
-        text += f" (sweep ~{format_duration(later + left_s)} to go)"
+        if self.remaining_s:
+            text += f" (sweep ~{format_duration(later + left_s)} to go)"
         if self.live:
             self.stream.write("\r\033[K" + text)
             self.stream.flush()
@@ -138,16 +141,34 @@ def measure_floor(run_dir: Path, cpus: dict, count: int = 300) -> dict | None:
 
 
 def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
-    """Returns (exit status, run folder): 0 done, 1 a run failure, 130 interrupted."""
+    """Every cell of the configuration, in order. Returns (exit status, run folder): 0 done,
+    1 a run failure, 130 interrupted."""
+    cells = config.cells()
+    pending = iter(cells)
+    return run_cells(config, pin, lambda _done: next(pending, None), cells)
+
+
+def run_cells(
+    config: BenchConfig,
+    pin: bool,
+    next_cell: Callable[[list[dict]], Cell | None],
+    planned: list[Cell] | None = None,
+    command: str = "bench",
+    extra_manifest: dict | None = None,
+    prepare: Callable[[Path], None] | None = None,
+) -> tuple[int, Path]:
+    """Measure cells into a new run folder until `next_cell(summaries so far)` returns None.
+    `planned` (when known in advance) drives the progress estimate."""
     placement = cpu_placement(pin)
     run_dir = new_run_dir(config.out).resolve()
     point_latest(run_dir)
     cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
     manifest = build_manifest(config.to_json(), placement)
+    manifest["command"] = command
+    manifest.update(extra_manifest or {})
     write_json(run_dir / "manifest.json", manifest)
     manifest["floor"] = measure_floor(run_dir, cpus)
     write_json(run_dir / "manifest.json", manifest)
-    cells = config.cells()
     summary = {
         "schema_version": SCHEMA_VERSION,
         "run": run_dir.name,
@@ -157,17 +178,22 @@ def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
         "cells": [],
     }
     write_json(run_dir / "summary.json", summary)
-    progress = Progress(cells, config)
-    estimate = sum(config.estimated_cell_s(c) for c in cells)
-    print(
-        f"pushpull: {len(cells)} cell(s), about {format_duration(estimate)}; results in {run_dir}",
-        flush=True,
-    )
+    if prepare is not None:
+        prepare(run_dir)
+    progress = Progress(planned, config)
+    if planned is not None:
+        estimate = sum(config.estimated_cell_s(c) for c in planned)
+        print(
+            f"pushpull: {len(planned)} cell(s), about {format_duration(estimate)}; results in {run_dir}",
+            flush=True,
+        )
+    else:
+        print(f"pushpull: results in {run_dir}", flush=True)
     previous_term = signal.signal(signal.SIGTERM, raise_interrupt)
     status = 0
     try:
-        for index, cell in enumerate(cells, 1):
-            progress.start(index, cell)
+        while (cell := next_cell(summary["cells"])) is not None:
+            progress.start(len(summary["cells"]) + 1, cell)
             cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
             summary["cells"].append(cell_summary)
             write_json(run_dir / "summary.json", summary)
@@ -183,13 +209,13 @@ def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
     except HarnessError as exc:
         summary["error"] = str(exc)
         status = 1
-        print(f"\npushpull bench: error: {exc}", file=sys.stderr)
+        print(f"\npushpull {command}: error: {exc}", file=sys.stderr)
     except Exception as exc:  # a bug: keep the results, put the traceback in the run folder
         summary["error"] = f"{type(exc).__name__}: {exc}"
         (run_dir / "error.log").write_text(traceback.format_exc())
         status = 1
         print(
-            f"\npushpull bench: internal error: {type(exc).__name__}: {exc} (traceback in {run_dir / 'error.log'})",
+            f"\npushpull {command}: internal error: {type(exc).__name__}: {exc} (traceback in {run_dir / 'error.log'})",
             file=sys.stderr,
         )
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_OF = {
     "socketio": "servers.push",
+    "socketio-polling": "servers.push",
+    "sse": "servers.longpoll",
     "longpoll": "servers.longpoll",
     "shortpoll": "servers.longpoll",
 }

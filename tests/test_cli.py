@@ -28,7 +28,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--clients", "abc"], ["--clients", "'abc'", "whole number"]),
         (["--clients", "10,-5"], ["--clients", "-5"]),
         (["--clients", ""], ["--clients", "empty"]),
-        (["--transports", "foo"], ["--transports", "'foo'", "socketio, longpoll, shortpoll"]),
+        (["--transports", "foo"], ["--transports", "'foo'", "socketio, socketio-polling, sse, longpoll"]),
         (["--duration", "-1"], ["--duration", "-1", "above 0"]),
         (["--duration", "soon"], ["--duration", "'soon'"]),
         (["--rate", "0"], ["--rate", "above 0"]),
@@ -36,12 +36,32 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--port", "70000"], ["--port", "70000", "0-65535"]),
         (["--spawn-rate", "0"], ["--spawn-rate"]),
         (["--bogus"], ["unrecognized arguments: --bogus"]),
+        (["--scenario", "gossip"], ["--scenario", "'gossip'", "broadcast, chat"]),
+        (["--send-rate", "x"], ["--send-rate", "'x'"]),
+        (["--payload-bytes", "-1"], ["--payload-bytes", "-1", "from 0 to 60000"]),
+        (["--socketio-client", "ws4py"], ["--socketio-client", "'ws4py'", "lean, python-socketio"]),
+        (["--loadgen-procs", "0"], ["--loadgen-procs", "0"]),
+        (["--repeat", "many"], ["--repeat", "'many'"]),
     ],
 )
 def test_bench_rejects_bad_input(tmp_path, args, needles):
     result = pushpull("bench", "--out", str(tmp_path), *args, timeout=60)
     assert_one_line_error(result, *needles)
     assert not any(tmp_path.iterdir()), "nothing is run or written for bad input"
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--start", "500", "--max", "100"], ["--max", "below --start"]),
+        (["--slo-p99", "0"], ["--slo-p99", "above 0"]),
+        (["--step", "two"], ["--step", "'two'"]),
+        (["--transports", "carrier-pigeon"], ["--transports", "'carrier-pigeon'"]),
+    ],
+)
+def test_capacity_rejects_bad_input(tmp_path, args, needles):
+    assert_one_line_error(pushpull("capacity", "--out", str(tmp_path), *args, timeout=60), *needles)
+    assert not any(tmp_path.iterdir())
 
 
 def test_out_must_be_a_folder(tmp_path):

@@ -1,0 +1,97 @@
+"""The wider comparison end to end: the chat scenario, factorial sweeps, payload padding and the
+capacity search, each on a tiny real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pushpull.capacity import verdict
+from tests.conftest import pushpull
+
+QUICK = ("--grace", "0.5", "--duration", "2")
+
+
+def run_of(out: Path) -> Path:
+    return (out / "latest").resolve()
+
+
+def cells_of(out: Path) -> list[dict]:
+    return json.loads((run_of(out) / "summary.json").read_text())["cells"]
+
+
+def test_chat_scenario_every_transport(tmp_path):
+    result = pushpull(
+        "bench", "--scenario", "chat", "--transports", "socketio,socketio-polling,sse,longpoll",
+        "--clients", "3", "--send-rate", "2", "--out", str(tmp_path), "--no-plot", *QUICK,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cells = cells_of(tmp_path)
+    assert {c["transport"] for c in cells} == {"socketio", "socketio-polling", "sse", "longpoll"}
+    for cell in cells:
+        assert cell["scenario"] == "chat" and cell["name"].endswith("-chat")
+        # 3 clients each sending 2/s for ~2 s: every message reaches all 3 (the sender too)
+        assert cell["sent"] >= 3 * 2 * 2 * 0.7, cell["sent"]
+        assert cell["published"] >= 3 * 2 * 2 * 0.7
+        assert cell["expected"] == 3 * cell["published"] == cell["received"], cell
+        assert cell["lost"] == 0 and cell["duplicates"] == 0
+        lat = cell["latency_us"]
+        assert 0 < lat["p50"] <= lat["max"] < 1_000_000, "sender's send time to each receipt"
+        assert cell["publisher_lag_us"]["p50"] is None, "no ticks in the chat scenario"
+
+
+def test_rate_sweep_is_factorial_and_charted(tmp_path):
+    result = pushpull(
+        "bench", "--transports", "socketio,longpoll", "--clients", "3", "--rate", "2,10",
+        "--out", str(tmp_path), *QUICK,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cells = cells_of(tmp_path)
+    assert sorted((c["transport"], c["rate"]) for c in cells) == [
+        ("longpoll", 2.0), ("longpoll", 10.0), ("socketio", 2.0), ("socketio", 10.0),
+    ]  # fmt: skip
+    for cell in cells:
+        assert abs(cell["published"] - cell["rate"] * 2) <= 2, "the publisher keeps its rate"
+        assert cell["lost"] == 0
+    charts = run_of(tmp_path) / "charts"
+    for name in ("latency_vs_rate.png", "cost_per_delivery.png", "latency_vs_clients.png"):
+        assert (charts / name).stat().st_size > 10_000, name
+
+
+def test_payload_bytes_show_up_on_the_wire(tmp_path):
+    result = pushpull(
+        "bench", "--transports", "socketio,sse", "--clients", "2", "--rate", "5",
+        "--payload-bytes", "0,3000", "--out", str(tmp_path), "--no-plot", *QUICK,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    by_key = {(c["transport"], c["payload_bytes"]): c for c in cells_of(tmp_path)}
+    for transport in ("socketio", "sse"):
+        small, big = by_key[(transport, 0)], by_key[(transport, 3000)]
+        grown = big["bytes_out_per_delivery"] - small["bytes_out_per_delivery"]
+        assert 2900 < grown < 3300, (transport, grown)  # measured on the sockets, framing included
+
+
+def test_capacity_search_on_tiny_bounds(tmp_path):
+    result = pushpull(
+        "capacity", "--transports", "socketio,longpoll", "--slo-p99", "1000", "--start", "2",
+        "--step", "2", "--max", "4", "--duration", "1", "--out", str(tmp_path), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    capacity = json.loads((run_of(tmp_path) / "capacity.json").read_text())
+    for transport in ("socketio", "longpoll"):
+        found = capacity["transports"][transport]
+        assert [clients for clients, _p99 in found["steps"]] == [2, 4]
+        assert found["capacity"] == 4 and found["lower_bound"] and "--max" in found["reason"]
+    assert "socketio: at least 4 clients" in result.stdout
+    assert (run_of(tmp_path) / "charts" / "capacity.png").stat().st_size > 10_000
+
+
+def test_capacity_verdicts():
+    ok = {"client_bound": False, "client_bound_reasons": [], "errors": 0, "lost": 0, "expected": 10,
+          "latency_us": {"p99": 200_000}}  # fmt: skip
+    assert verdict(ok, 250_000) is None
+    assert "over the 250 ms limit" in verdict({**ok, "latency_us": {"p99": 300_000}}, 250_000)
+    assert "lost" in verdict({**ok, "lost": 3}, 250_000)
+    assert "errors" in verdict({**ok, "errors": 1}, 250_000)
+    bound = {**ok, "client_bound": True, "client_bound_reasons": ["a Locust process used 95%"]}
+    assert "load generator saturated" in verdict(bound, 250_000)
