@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, transport_order  # noqa: E402
+from analysis.style import color, label, minor_2_5, transport_order  # noqa: E402
 
 PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
 
@@ -64,7 +64,7 @@ def plot_capacity(run: Run, out: Path) -> Path | None:
     )
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(PLAIN)
-    ax.yaxis.set_minor_formatter(PLAIN)
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
     ax.set_xlabel("connected clients")
     ax.set_ylabel("p99 delivery latency (ms, log scale)")
     ax.grid(True, which="both", alpha=0.3)

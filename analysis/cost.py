@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, transport_order  # noqa: E402
+from analysis.style import color, label, minor_2_5, transport_order  # noqa: E402
 
 PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
 COSTS = [
@@ -135,6 +135,7 @@ def plot_latency_vs_rate(run: Run, out: Path) -> Path | None:
         ax.xaxis.set_major_formatter(PLAIN)
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_major_formatter(PLAIN)
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
         ax.set_xlabel("publish rate (events/s, log scale)")
         ax.set_title(f"{n} clients", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)

@@ -22,8 +22,9 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run  # noqa: E402
-from analysis.style import LINESTYLES, color, label, rank  # noqa: E402
+from analysis.style import LINESTYLES, color, label, minor_2_5, rank  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
+from analysis.timeline import plot_timeline  # noqa: E402
 
 __all__ = ["PlotError", "plot_run", "main"]
 
@@ -120,6 +121,7 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
         ax.xaxis.set_major_formatter(ms_formatter())
         ax.yaxis.set_major_formatter(ms_formatter())
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(sorted({c["clients"] for c in run.points()}))
     axes[0][0].set_ylabel("delivery latency (ms, log scale)")
@@ -206,6 +208,7 @@ def plot_distributions(run: Run, out: Path) -> Path:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: quantile_label(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_major_formatter(ms_formatter())
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
         ax.set_xlim(1, max(most, 10))
         ax.set_xlabel("percentile (log scale of 1/(1-q))")
         ax.set_title(f"{n} clients", fontsize=10)
@@ -249,6 +252,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         plot_cost_per_delivery(run, out),
     ]
     optional = (
+        plot_timeline(run, out),
         plot_latency_vs_rate(run, out),
         plot_polling_vs_interval(run, out),
         plot_capacity(run, out),

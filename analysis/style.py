@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 COLORS = {
     "socketio": "#0072B2",  # blue
     "longpoll": "#D55E00",  # vermillion
@@ -35,3 +37,15 @@ def rank(transport: str) -> tuple[int, str]:
 
 def transport_order(transports) -> list[str]:
     return sorted(set(transports), key=rank)
+
+
+def plain_number(value: float, _pos=None) -> str:
+    return f"{value:g}"
+
+
+def minor_2_5(value: float, _pos=None) -> str:
+    """Label the 2s and 5s between the decades of a log axis (2, 5, 20, 50, ...), not the rest."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+    return f"{value:g}" if round(mantissa, 6) in (2.0, 5.0) else ""

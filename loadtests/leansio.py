@@ -275,9 +275,15 @@ class LeanSocketIOPolling(SocketIOPackets):
     each on its own kept-alive connection."""
 
     def __init__(
-        self, url: str, on_event: OnEvent, timeout: float = 30.0, path: str = "/socket.io/"
+        self,
+        url: str,
+        on_event: OnEvent,
+        timeout: float = 30.0,
+        path: str = "/socket.io/",
+        on_poll: Callable[[int, int], None] | None = None,
     ):
         super().__init__(on_event)
+        self.on_poll = on_poll  # (sent ns, answered ns) of each long-poll, for timelines
         self.base = f"{path}?EIO=4&transport=polling"
         self.receiving = LeanHTTP(url, timeout)
         self.sending = LeanHTTP(url, timeout)
@@ -293,9 +299,12 @@ class LeanSocketIOPolling(SocketIOPackets):
 
     def poll_once(self, path: str | None = None) -> bool:
         """One long-poll; False once the session is over."""
+        sent = time.time_ns()
         status, body, t_recv = self.receiving.request(
             "GET", path or f"{self.base}&sid={self.eio_sid}"
         )
+        if self.on_poll is not None:
+            self.on_poll(sent, t_recv)
         if status != 200:
             return False
         return all(self.handle_text(text, t_recv) for text in body.decode().split("\x1e"))

@@ -416,7 +416,12 @@ class SocketIOPollingUser(PushPullUser):
     connect_name = "socket.io (polling) connect"
 
     def connect(self) -> None:
-        self.client = LeanSocketIOPolling(self.host, self.on_event, timeout=30)
+        self.client = LeanSocketIOPolling(
+            self.host,
+            self.on_event,
+            timeout=30,
+            on_poll=lambda sent, answered: self.recorder.note_poll(self.tracker, sent, answered),
+        )
         self.client.connect()
 
     def send_chat(self, message: dict) -> None:
@@ -534,6 +539,7 @@ class PollingUser(PushPullUser):
             gevent.sleep(0.1)  # don't spin on a dead server
             return
         self.environment.pushpull_stats.add("GET", name, (t_recv - sent) // 1000)
+        recorder.note_poll(self.tracker, sent, t_recv)
         if status != 200:
             recorder.errors += 1
             return

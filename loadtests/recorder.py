@@ -12,6 +12,7 @@ File format (`loadgen-<pid>.json`, one per load-generator process, version 1):
      "received", "duplicates", "reordered", "polls", "empty_polls", "sent", "errors",
      "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
      "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
+     "timeline": {"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]},
      "histograms": {"latency", "from_schedule", "warmup", "loop_lag"}}   # HdrHistogram, base64
 """
 
@@ -30,6 +31,7 @@ HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 60_000_000
 HIST_DIGITS = 3
 HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag")
+TIMELINE_NS = 5_000_000_000  # the first client's events and polls in the window's first 5 s
 
 
 def new_histogram() -> HdrHistogram:
@@ -109,7 +111,10 @@ class Tracker:
             recorder.reordered += 1
         else:
             self.max_seq = seq
-        return recorder.record_delivery(event, t_recv_ns)
+        latency_us = recorder.record_delivery(event, t_recv_ns)
+        if recorder.timeline_tracker is self:
+            recorder.note_event(event, t_recv_ns)
+        return latency_us
 
     def segment_base(self) -> int:
         return self.segment[0] if self.segment is not None else self.max_seq
@@ -137,11 +142,32 @@ class Recorder:
     clock_offset_ns: int = 0  # measured: server clock - this process's clock
     clock_uncertainty_ns: int | None = None  # half the round trip of the sample that set it
     clock_correction_ns: int = 0  # what is added to receive times (see set_clock)
+    timeline_tracker: Tracker | None = None  # this process's first client, for the timeline
+    timeline_events: list[list[int]] = field(default_factory=list)  # [seq, t_pub, t_recv]
+    timeline_polls: list[list[int]] = field(default_factory=list)  # [t_sent, t_answered]
     cpu_start: os.times_result | None = None
     cpu_end: os.times_result | None = None
 
     def tracker(self) -> Tracker:
-        return Tracker(self)
+        tracker = Tracker(self)
+        if self.timeline_tracker is None:
+            self.timeline_tracker = tracker
+        return tracker
+
+    def in_timeline(self, t_ns: int) -> bool:
+        start = self.window.start_ns
+        return start is not None and start <= t_ns <= start + TIMELINE_NS
+
+    def note_event(self, event: dict, t_recv_ns: int) -> None:
+        if self.in_timeline(event["t_pub"]):
+            self.timeline_events.append(
+                [event["seq"], event["t_pub"], t_recv_ns + self.clock_correction_ns]
+            )
+
+    def note_poll(self, tracker: Tracker, t_sent_ns: int, t_answered_ns: int) -> None:
+        """A poll of the timeline's client (the others are ignored)."""
+        if tracker is self.timeline_tracker and self.in_timeline(t_answered_ns):
+            self.timeline_polls.append([t_sent_ns, t_answered_ns])
 
     def set_clock(self, offset_ns: int, uncertainty_ns: int) -> None:
         """Correct receive times by the measured offset only when it is larger than its own
@@ -207,6 +233,7 @@ class Recorder:
                 "correction_ns": self.clock_correction_ns,
             },
             "cpu": cpu,
+            "timeline": {"events": self.timeline_events, "polls": self.timeline_polls},
             "histograms": {
                 name: hist.encode().decode("ascii") for name, hist in self.histograms.items()
             },

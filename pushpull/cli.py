@@ -2,6 +2,10 @@
 
     pushpull bench --clients 10,100,500 --transports socketio,longpoll,shortpoll --duration 20
     pushpull plot results/latest
+    pushpull report results/latest
+    pushpull compare results/RUN_A results/RUN_B
+    pushpull capacity --transports socketio,longpoll --slo-p99 250
+    pushpull perf
 
 Bad input is one line naming the flag, what was wrong and what is allowed, with exit status 2.
 """
@@ -158,6 +162,16 @@ def build_parser() -> Parser:
 
     plot = commands.add_parser("plot", help="draw the charts of a run folder")
     plot.add_argument("run_dir", help="a run folder, e.g. results/latest")
+
+    report = commands.add_parser("report", help="charts + a self-contained report.html of a run")
+    report.add_argument("run_dir", help="a run folder, e.g. results/latest")
+
+    compare = commands.add_parser("compare", help="ratios of two runs' figures, noise marked")
+    compare.add_argument("run_a", help="the baseline run folder (A)")
+    compare.add_argument("run_b", help="the run compared with it (B)")
+    compare.add_argument(
+        "--out", default=None, help="folder for compare.md and compare.png (default: beside A)"
+    )
     return parser
 
 
@@ -190,9 +204,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = bench_config(args)
     status, run_dir = run_sweep(config, pin=not args.no_pin)
     if not args.no_plot and status in (0, 130):
-        plot_status = cmd_plot_dir(run_dir)
-        status = status or plot_status
+        status = status or cmd_report_dir(run_dir)
     return status
+
+
+def cmd_report_dir(run_dir: Path) -> int:
+    """Charts, summary.md and report.html of a run, from its data."""
+    from analysis.report import write_report
+    from analysis.results import PlotError
+
+    try:
+        report = write_report(run_dir)
+    except PlotError as exc:
+        print(f"pushpull report: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"pushpull: charts in {report.parent / 'charts'}/")
+    print(f"pushpull: report in {report}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import write_comparison
+    from analysis.results import PlotError
+
+    try:
+        markdown, chart, text = write_comparison(
+            Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None
+        )
+    except PlotError as exc:
+        print(f"pushpull compare: error: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    print(f"pushpull: comparison in {markdown}" + (f" and {chart}" if chart else ""))
+    return 0
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
@@ -251,7 +295,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     )
     print(search.report())
     if not args.no_plot and status in (0, 130) and (run_dir / "capacity.json").exists():
-        status = status or cmd_plot_dir(run_dir)
+        status = status or cmd_report_dir(run_dir)
     return status
 
 
@@ -279,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_perf(args)
         if args.command == "plot":
             return cmd_plot_dir(Path(args.run_dir))
+        if args.command == "report":
+            return cmd_report_dir(Path(args.run_dir))
+        if args.command == "compare":
+            return cmd_compare(args)
     except cfg.UsageError as exc:
         print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
         return 2

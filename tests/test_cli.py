@@ -28,7 +28,10 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--clients", "abc"], ["--clients", "'abc'", "whole number"]),
         (["--clients", "10,-5"], ["--clients", "-5"]),
         (["--clients", ""], ["--clients", "empty"]),
-        (["--transports", "foo"], ["--transports", "'foo'", "socketio, socketio-polling, sse, longpoll"]),
+        (
+            ["--transports", "foo"],
+            ["--transports", "'foo'", "socketio, socketio-polling, sse, longpoll"],
+        ),
         (["--duration", "-1"], ["--duration", "-1", "above 0"]),
         (["--duration", "soon"], ["--duration", "'soon'"]),
         (["--rate", "0"], ["--rate", "above 0"]),

@@ -1,0 +1,122 @@
+"""timeline.png: one client of each transport over the first seconds of the window: when each
+event was published, when it arrived, and (for the polling clients) when each poll was out, so
+polling's staircase shows against push's immediacy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from analysis.results import Run  # noqa: E402
+from analysis.style import color, label, rank  # noqa: E402
+
+SHOWN_S = 4.0
+
+
+def load_timeline(run: Run, cell: dict) -> dict | None:
+    """The timeline of the first load-generator process of the cell that has one."""
+    for path in sorted((run.path / cell["name"]).glob("loadgen-*.json")):
+        try:
+            timeline = json.loads(path.read_text()).get("timeline")
+        except (OSError, ValueError):
+            continue
+        if timeline and timeline["events"]:
+            return timeline
+    return None
+
+
+def chosen_cells(run: Run) -> list[dict]:
+    """Per transport, its cell with the fewest clients (at the first rate and poll interval)."""
+    chosen: dict[str, dict] = {}
+    for cell in sorted(
+        run.points(), key=lambda c: (c["clients"], c["rate"], c["poll_interval"] or 0)
+    ):
+        chosen.setdefault(cell["transport"], cell)
+    return sorted(chosen.values(), key=lambda c: rank(c["transport"]))
+
+
+def plot_timeline(run: Run, out: Path) -> Path | None:
+    rows = [
+        (cell, timeline) for cell in chosen_cells(run) if (timeline := load_timeline(run, cell))
+    ]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(11, 1.0 + 0.9 * len(rows)))
+    for y, (cell, timeline) in enumerate(reversed(rows)):
+        start = cell["window"]["start_ns"]
+        hue = color(cell["transport"])
+        answers = [(t_answered - start) / 1e9 for _t_sent, t_answered in timeline.get("polls", [])]
+        shown = [a for a in answers if 0 <= a <= SHOWN_S]
+        ax.plot(shown, [y - 0.3] * len(shown), "^", color=hue, alpha=0.6, markersize=4)
+        for _seq, t_pub, t_recv in timeline["events"]:
+            pub, arrived = (t_pub - start) / 1e9, (t_recv - start) / 1e9
+            if pub > SHOWN_S:
+                continue
+            ax.plot([pub, pub], [y - 0.12, y + 0.22], color="#666666", linewidth=1)
+            ax.plot([pub, arrived], [y + 0.05, y + 0.05], color=hue, linewidth=1)
+            ax.plot([arrived], [y + 0.05], "o", color=hue, markersize=5)
+        name = label(cell["transport"]).replace(" (", "\n(")
+        if cell["poll_interval"]:
+            name += f"\nevery {cell['poll_interval']:g} s"
+        ax.text(
+            -0.02, y, name, ha="right", va="center", fontsize=9, transform=ax.get_yaxis_transform()
+        )
+    ax.set_yticks([])
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlim(0, SHOWN_S)
+    ax.set_xlabel("time since the window opened (s)")
+    ax.grid(True, axis="x", alpha=0.3)
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="#666666",
+            marker="|",
+            linestyle="",
+            markersize=10,
+            label="event published",
+        ),
+        Line2D(
+            [],
+            [],
+            color="black",
+            marker="o",
+            linestyle="-",
+            linewidth=1,
+            label="arrived at this client (line: the wait)",
+        ),
+        Line2D(
+            [],
+            [],
+            color="black",
+            alpha=0.6,
+            marker="^",
+            linestyle="",
+            markersize=5,
+            label="a poll answered",
+        ),
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.28 if len(rows) > 2 else -0.45),
+        ncol=3,
+        fontsize=8.5,
+        frameon=False,
+    )
+    clients = ", ".join(sorted({str(c["clients"]) for c, _ in rows}))
+    fig.suptitle(
+        f"One client's view ({clients} clients connected): publish and arrival of each event\n{run.title_suffix()}",
+        fontsize=10.5,
+    )
+    fig.subplots_adjust(left=0.17, right=0.98, top=0.8, bottom=0.3 if len(rows) > 2 else 0.4)
+    path = out / "timeline.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

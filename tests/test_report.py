@@ -1,0 +1,132 @@
+"""The report people read: self-contained report.html, run comparison with a noise band, and a
+real browser (headless Chromium) rendering the report."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import pushpull
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    result = pushpull(
+        "bench", "--clients", "2", "--transports", "socketio,longpoll", "--duration", "1",
+        "--grace", "0.5", "--repeat", "2", "--out", str(out), timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "report in" in result.stdout, "bench ends by printing where report.html is"
+    return (out / "latest").resolve()
+
+
+def test_report_is_self_contained_and_from_this_run(tiny_run):
+    html = (tiny_run / "report.html").read_text()
+    cells = json.loads((tiny_run / "summary.json").read_text())["cells"]
+    assert len(re.findall(r'<tr class="cell">', html)) == len(cells) == 4
+    assert not re.search(r'(src|href)="(https?:)?//', html), "nothing fetched from the network"
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert len(images) >= 4 and all(src.startswith("data:image/png;base64,") for src in images)
+    for src in images:
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    findings = re.findall(r"<li>(.*?)</li>", html.split('id="findings"')[1].split("</ul>")[0])
+    assert findings, "findings are written from the numbers"
+    socketio = next(c for c in cells if c["transport"] == "socketio")
+    assert f"{socketio['latency_us']['p99'] / 1000:.1f}" in html
+    assert (
+        "2 cores" in html
+        or f"{json.loads((tiny_run / 'manifest.json').read_text())['cores']} cores" in html
+    )
+    for question in ("How long does each client wait", "What does each delivered message cost"):
+        assert question in html
+
+
+def test_compare_marks_noise(tiny_run, tmp_path):
+    result = pushpull("compare", str(tiny_run), str(tiny_run), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "compare.md").read_text()
+    assert "socketio-c2-r2" in text and "longpoll-c2-r2" in text
+    assert "1.00x (within noise" in text, "a run compared with itself is all noise"
+    assert "higher" not in text and "lower" not in text
+    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_needs_run_folders(tmp_path):
+    result = pushpull("compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "not a run folder" in result.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed here (.ci/run installs it)"
+)
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    import websocket  # websocket-client, installed with python-socketio[client]
+
+    profile = tmp_path / "profile"
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--disable-quic", f"--user-data-dir={profile}",
+         "--remote-debugging-port=0", "--window-size=1280,1600", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert time.monotonic() < deadline, "Chromium did not open its debugging port"
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json") as response:
+            page = next(t for t in json.loads(response.read()) if t["type"] == "page")
+        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
+        calls = iter(range(1, 1000))
+
+        def call(method: str, **params):
+            ident = next(calls)
+            ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+            while True:
+                message = json.loads(ws.recv())
+                if message.get("id") == ident:
+                    assert "error" not in message, message
+                    return message["result"]
+
+        call("Page.enable")
+        call("Page.navigate", url=(tiny_run / "report.html").as_uri())
+        while json.loads(ws.recv()).get("method") != "Page.loadEventFired":
+            pass
+        state = call(
+            "Runtime.evaluate",
+            expression="JSON.stringify({images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),"
+            " rows: document.querySelectorAll('#cells tr.cell').length, findings: document.querySelectorAll('#findings li').length})",
+            returnByValue=True,
+        )
+        seen = json.loads(state["result"]["value"])
+        shot = base64.b64decode(
+            call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        )
+        (tmp_path / "report.png").write_bytes(shot)
+        ws.close()
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+    cells = json.loads((tiny_run / "summary.json").read_text())["cells"]
+    assert seen["rows"] == len(cells), "a table row per cell"
+    assert seen["findings"] >= 1
+    assert len(seen["images"]) >= 4
+    for complete, width, height in seen["images"]:
+        assert complete and width > 300 and height > 200, "every chart rendered"
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 50_000
