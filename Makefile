@@ -20,7 +20,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf plot test lint clean
+.PHONY: setup bench perf capacity plot report compare gallery noise test lint clean
 
 setup: $(STAMP)
 
@@ -42,8 +42,37 @@ PERF_REPEAT  ?= 3
 perf: $(STAMP)
 	$(BIN)/pushpull perf --clients "$(PERF_CLIENTS)" --repeat "$(PERF_REPEAT)" --out "$(OUT)"
 
+# Capacity at a p99 limit per transport (about 15 minutes for all five up to 5000 clients).
+SLO_P99  ?= 250
+CAP_MAX  ?= 5000
+capacity: $(STAMP)
+	$(BIN)/pushpull capacity --transports "$(call list,$(TRANSPORTS))" --slo-p99 "$(SLO_P99)" \
+		--start 250 --step 500 --max "$(CAP_MAX)" --duration 8 --out "$(OUT)"
+
 plot: $(STAMP)
 	$(BIN)/pushpull plot $(OUT)/latest
+
+report: $(STAMP)
+	$(BIN)/pushpull report $(OUT)/latest
+
+# make compare A=results/<run> B=results/<run>
+compare: $(STAMP)
+	$(BIN)/pushpull compare "$(A)" "$(B)"
+
+# The README's gallery: a small reference run on this machine, its charts copied to docs/images.
+gallery: $(STAMP)
+	$(BIN)/pushpull bench --clients 10,100,500 --transports socketio,sse,longpoll,shortpoll \
+		--duration 15 --out "$(OUT)"
+	cp $(OUT)/latest/charts/latency_vs_clients.png docs/images/gallery-latency-vs-clients.png
+	cp $(OUT)/latest/charts/latency_distribution.png docs/images/gallery-latency-distribution.png
+	cp $(OUT)/latest/charts/timeline.png docs/images/gallery-timeline.png
+	cp $(OUT)/latest/charts/cost_per_delivery.png docs/images/gallery-cost-per-delivery.png
+
+# The run-to-run noise band used by `pushpull compare` (docs/noise.md): repeat the cells.
+noise: $(STAMP)
+	$(BIN)/pushpull bench --clients 10,100 --transports socketio,longpoll,shortpoll --duration 10 \
+		--repeat 3 --out "$(OUT)"
+	$(BIN)/python -c "from analysis.compare import noise_summary; from analysis.results import load_run; print(noise_summary(load_run('$(OUT)/latest')))"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

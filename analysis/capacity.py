@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, minor_2_5, transport_order  # noqa: E402
+from analysis.style import color, label, minor_2_5, plain_number, transport_order  # noqa: E402
 
-PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
+PLAIN = FuncFormatter(plain_number)
 
 
 def load_capacity(run: Run) -> dict | None:

@@ -17,10 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, minor_2_5, transport_order  # noqa: E402
+from analysis.results import Run, series_key, series_label  # noqa: E402
+from analysis.style import color, label, minor_2_5, plain_number, rank, transport_order  # noqa: E402
 
-PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
+PLAIN = FuncFormatter(plain_number)
 COSTS = [
     (
         "bytes_per_delivery",
@@ -34,49 +34,58 @@ COSTS = [
 
 
 def plot_cost_per_delivery(run: Run, out: Path) -> Path:
+    """One bar per measured series (transport and its variant, and rate when several were run)
+    at each client count: bars never blend different measurements."""
     cells = run.points()
-    transports = transport_order(c["transport"] for c in cells)
+    several_rates = len({c["rate"] for c in cells}) > 1
+
+    def bar_key(cell: dict) -> tuple:
+        return (*series_key(cell, run), cell["rate"] if several_rates else None)
+
+    keys = sorted({bar_key(c) for c in cells}, key=lambda k: (rank(k[0]), k[1], k[2] or 0))
     clients = sorted({c["clients"] for c in cells})
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.2))
-    width = 0.8 / max(len(transports), 1)
-    for ax, (key, title, scale) in zip(axes.flat, COSTS):
-        for i, transport in enumerate(transports):
+    width = 0.8 / max(len(keys), 1)
+    hatches = ["", "//", "..", "xx", "\\\\"]
+    for ax, (field, title, scale) in zip(axes.flat, COSTS):
+        for i, key in enumerate(keys):
+            same_transport = [k for k in keys if k[0] == key[0]]
             xs, ys = [], []
             for j, n in enumerate(clients):
-                values = [
-                    c[key]
+                match = [
+                    c
                     for c in cells
-                    if c["transport"] == transport and c["clients"] == n and c.get(key) is not None
+                    if bar_key(c) == key and c["clients"] == n and c.get(field) is not None
                 ]
-                if values:
-                    xs.append(j + (i - (len(transports) - 1) / 2) * width)
-                    ys.append(sorted(values)[len(values) // 2] * scale)
+                if match:
+                    xs.append(j + (i - (len(keys) - 1) / 2) * width)
+                    ys.append(match[0][field] * scale)
             if xs:
-                ax.bar(xs, ys, width=width * 0.95, color=color(transport), label=label(transport))
+                name = series_label(key[:2]) + (f" @ {key[2]:g}/s" if key[2] is not None else "")
+                ax.bar(
+                    xs,
+                    ys,
+                    width=width * 0.95,
+                    color=color(key[0]),
+                    label=name,
+                    hatch=hatches[same_transport.index(key) % len(hatches)],
+                    edgecolor="white",
+                )
         ax.set_xticks(range(len(clients)), [str(n) for n in clients])
         ax.set_xlabel("connected clients")
         ax.set_title(title, fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
-        if key == "requests_per_delivery":
-            ax.text(
-                0.02,
-                0.95,
-                "Socket.IO websocket: no requests",
-                transform=ax.transAxes,
-                fontsize=8,
-                va="top",
-            )
     handles, labels = axes[0][1].get_legend_handles_labels()
     fig.legend(
         handles,
         labels,
         loc="upper center",
-        ncol=len(transports),
-        fontsize=9,
-        bbox_to_anchor=(0.5, 0.935),
+        ncol=min(len(keys), 4),
+        fontsize=8.5,
+        bbox_to_anchor=(0.5, 0.94),
     )
     fig.suptitle(f"Cost per delivered message, per transport\n{run.title_suffix()}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.tight_layout(rect=(0, 0, 1, 0.92 - 0.03 * ((len(keys) - 1) // 4)))
     path = out / "cost_per_delivery.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -140,13 +149,14 @@ def plot_latency_vs_rate(run: Run, out: Path) -> Path | None:
         ax.set_title(f"{n} clients", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("delivery latency (ms, log scale)")
-    axes[0][-1].legend(fontsize=7.5)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(
-        "Delivery latency vs publish rate: long-polling falls behind push as events arrive faster "
-        f"than its round trip\n{run.title_suffix()}",
+        "Delivery latency vs publish rate (polling pays a round trip per event, push does not)"
+        f"\n{run.title_suffix()}",
         fontsize=10.5,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(labels) // 4), 1, 1))
     path = out / "latency_vs_rate.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -194,6 +204,7 @@ def plot_polling_vs_interval(run: Run, out: Path) -> Path | None:
         ax.grid(True, which="both", alpha=0.3)
     left.set_yscale("log")
     left.yaxis.set_major_formatter(PLAIN)
+    left.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
     left.set_ylabel("HTTP requests per delivered event (log scale)")
     left.set_title("requests per delivery", fontsize=10)
     right.set_ylabel("polls that returned nothing (%)")

@@ -111,7 +111,7 @@ def short_poll_notes(cells: list[dict], where: str) -> list[str]:
 
 
 def completeness_notes(cells: list[dict]) -> list[str]:
-    lossy = [c for c in cells if c["lost"] or c["duplicates"]]
+    lossy = [c for c in cells if c["lost"] or c["duplicates"] or c["reordered"] or c["errors"]]
     bound = [c for c in cells if c.get("client_bound")]
     notes = []
     if lossy:

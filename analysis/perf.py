@@ -19,6 +19,14 @@ def _median(values):
     return median(values) if values else None
 
 
+def _ms(us: float | None) -> float | None:
+    return None if us is None else us / 1000
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def perf_rows(cells: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for cell in cells:
@@ -37,8 +45,8 @@ def perf_rows(cells: list[dict]) -> list[dict]:
             "client": client,
             "procs": procs,
             "repeats": len(group),
-            "p50_ms": _median(c["latency_us"]["p50"] for c in group) / 1000,
-            "p99_ms": _median(c["latency_us"]["p99"] for c in group) / 1000,
+            "p50_ms": _ms(_median(c["latency_us"]["p50"] for c in group)),
+            "p99_ms": _ms(_median(c["latency_us"]["p99"] for c in group)),
             "server_us": _median(c["server_cpu_us_per_delivery"] for c in group),
             "loadgen_us": _median(c["loadgen_cpu_us_per_delivery"] for c in group),
             "ratio": _median(ratios),
@@ -48,7 +56,9 @@ def perf_rows(cells: list[dict]) -> list[dict]:
     by_key = {(r["clients"], r["client"], r["procs"]): r for r in rows}
     for row in rows:
         one = by_key.get((row["clients"], row["client"], 1))
-        row["p50_vs_1_proc"] = row["p50_ms"] / one["p50_ms"] if one and one["p50_ms"] else None
+        row["p50_vs_1_proc"] = (
+            row["p50_ms"] / one["p50_ms"] if one and one["p50_ms"] and row["p50_ms"] else None
+        )
     return rows
 
 
@@ -70,9 +80,9 @@ def perf_markdown(run_dir: Path) -> str:
     for r in rows:
         vs = "-" if r["p50_vs_1_proc"] is None or r["procs"] == 1 else f"{r['p50_vs_1_proc']:.2f}x"
         lines.append(
-            f"| {r['clients']} | {r['client']} | {r['procs']} | {r['repeats']} | {r['p50_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {vs} | {r['server_us']:.0f} | {r['loadgen_us']:.0f} | "
-            f"{r['ratio']:.2f} | {r['client_bound']}/{r['repeats']} | {r['lost']} |"
+            f"| {r['clients']} | {r['client']} | {r['procs']} | {r['repeats']} | {_num(r['p50_ms'], 1)} | "
+            f"{_num(r['p99_ms'], 1)} | {vs} | {_num(r['server_us'], 0)} | {_num(r['loadgen_us'], 0)} | "
+            f"{_num(r['ratio'], 2)} | {r['client_bound']}/{r['repeats']} | {r['lost']} |"
         )
     return "\n".join(lines) + "\n"
 

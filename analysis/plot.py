@@ -21,38 +21,12 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
-from analysis.results import PlotError, Run, load_run  # noqa: E402
-from analysis.style import LINESTYLES, color, label, minor_2_5, rank  # noqa: E402
+from analysis.results import PlotError, Run, load_run, series_key, series_label  # noqa: E402
+from analysis.style import LINESTYLES, color, minor_2_5, plain_number, rank  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
 from analysis.timeline import plot_timeline  # noqa: E402
 
 __all__ = ["PlotError", "plot_run", "main"]
-
-
-def ms_formatter():
-    return FuncFormatter(lambda v, _pos: f"{v:g}")
-
-
-def varying(run: Run, field: str) -> bool:
-    return len({c.get(field) for c in run.cells} - {None}) > 1
-
-
-def series_key(cell: dict, run: Run) -> tuple:
-    """Cells drawn on one line: same transport, and same poll interval, Socket.IO client and
-    number of Locust processes when the run swept those."""
-    variant = []
-    if cell["poll_interval"] is not None and varying(run, "poll_interval"):
-        variant.append(f"every {cell['poll_interval']:g} s")
-    if cell.get("socketio_client") and varying(run, "socketio_client"):
-        variant.append(f"{cell['socketio_client']} client")
-    if varying(run, "loadgen_procs"):
-        variant.append(f"{cell['loadgen_procs']} Locust proc.")
-    return cell["transport"], ", ".join(variant)
-
-
-def series_label(key: tuple) -> str:
-    transport, variant = key
-    return label(transport) + (f" ({variant})" if variant else "")
 
 
 VARIANT_MARKERS = [("o", "^"), ("s", "v"), ("D", "P"), ("X", "*")]
@@ -119,8 +93,8 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
         ax.set_xlabel("connected clients (log scale)")
         ax.set_title(f"publish rate {rate:g} events/s", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.xaxis.set_major_formatter(ms_formatter())
-        ax.yaxis.set_major_formatter(ms_formatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
         ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(sorted({c["clients"] for c in run.points()}))
@@ -207,7 +181,7 @@ def plot_distributions(run: Run, out: Path) -> Path:
         ax.set_xticks([t for t in (1, 2, 10, 100, 1000, 10000, 100000, 1000000) if t <= most])
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: quantile_label(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_major_formatter(ms_formatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
         ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
         ax.set_xlim(1, max(most, 10))
         ax.set_xlabel("percentile (log scale of 1/(1-q))")

@@ -13,7 +13,7 @@ from analysis.capacity import load_capacity
 from analysis.findings import findings
 from analysis.plot import plot_run
 from analysis.results import Run, load_run
-from analysis.style import color, label
+from analysis.style import color, label, ms_text
 
 QUESTIONS = {
     "latency_vs_clients.png": "How long does each client wait for an event, per transport, as the number of clients grows?",
@@ -50,7 +50,7 @@ def embedded_png(path: Path) -> str:
 def cell_value(cell: dict, key: str) -> str:
     lat = cell["latency_us"]
     if key in ("p50", "p90", "p99", "p999"):
-        return "-" if lat[key] is None else f"{lat[key] / 1000:.1f}"
+        return ms_text(lat[key])
     if key == "transport":
         extra = []
         if cell.get("poll_interval") is not None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
+from analysis.style import label
+
 SUPPORTED_SCHEMA = 1
 
 
@@ -35,7 +37,7 @@ class Run:
         p50, so a chart shows a measured cell, not a blend of several."""
         groups: dict[str, list[dict]] = {}
         for cell in self.cells:
-            groups.setdefault(re.sub(r"-rep\d+$", "", cell["name"]), []).append(cell)
+            groups.setdefault(point_key(cell), []).append(cell)
         chosen = []
         for group in groups.values():
             group.sort(
@@ -82,3 +84,32 @@ def load_run(path: Path) -> Run:
     except (OSError, ValueError):
         manifest = {}
     return Run(path.resolve(), manifest, summary)
+
+
+def varying(run: Run, field: str) -> bool:
+    return len({c.get(field) for c in run.cells} - {None}) > 1
+
+
+def series_key(cell: dict, run: Run) -> tuple:
+    """Cells drawn on one line: same transport, and same poll interval, Socket.IO client and
+    number of Locust processes when the run swept those."""
+    variant = []
+    if cell.get("payload_bytes") and varying(run, "payload_bytes"):
+        variant.append(f"{cell['payload_bytes']} B")
+    if cell["poll_interval"] is not None and varying(run, "poll_interval"):
+        variant.append(f"every {cell['poll_interval']:g} s")
+    if cell.get("socketio_client") and varying(run, "socketio_client"):
+        variant.append(f"{cell['socketio_client']} client")
+    if varying(run, "loadgen_procs"):
+        variant.append(f"{cell['loadgen_procs']} Locust proc.")
+    return cell["transport"], ", ".join(variant)
+
+
+def series_label(key: tuple) -> str:
+    transport, variant = key
+    return label(transport) + (f" ({variant})" if variant else "")
+
+
+def point_key(cell: dict) -> str:
+    """A cell's name without its repeat suffix: 'socketio-c100-r2-rep2' -> 'socketio-c100-r2'."""
+    return re.sub(r"-rep\d+$", "", cell["name"])

@@ -40,7 +40,13 @@ def transport_order(transports) -> list[str]:
 
 
 def plain_number(value: float, _pos=None) -> str:
+    """Axis labels as plain numbers (0.1, 1, 10, 500), not 10^x."""
     return f"{value:g}"
+
+
+def ms_text(value_us: float | None) -> str:
+    """Microseconds as milliseconds for tables: '12.3', or '-' when there is no value."""
+    return "-" if value_us is None else f"{value_us / 1000:.1f}"
 
 
 def minor_2_5(value: float, _pos=None) -> str:

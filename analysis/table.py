@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.style import ms_text as ms
 from analysis.style import rank
-
-
-def ms(value_us) -> str:
-    return "-" if value_us is None else f"{value_us / 1000:.1f}"
 
 
 def num(value, digits: int = 2) -> str:

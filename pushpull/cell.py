@@ -106,6 +106,21 @@ def wait_for(path: Path, process: Managed, deadline_s: float, what: str) -> dict
     )
 
 
+def wait_for_files(
+    cell_dir: Path, count: int, locust: Managed, deadline_s: float = 15.0
+) -> list[Path]:
+    """The measurement files of all `count` Locust processes (workers may write after the
+    master exits)."""
+    deadline = time.monotonic() + deadline_s
+    while len(files := sorted(cell_dir.glob("loadgen-*.json"))) < count:
+        if time.monotonic() > deadline:
+            raise HarnessError(
+                f"{len(files)} of {count} Locust processes wrote measurements: {locust.log_tail()}"
+            )
+        time.sleep(0.1)
+    return files
+
+
 def sleep_until(t_ns: int, tick: Callable[[float], None], process: Managed) -> None:
     while (left := (t_ns - time.time_ns()) / 1e9) > 0:
         if not process.alive():
@@ -140,7 +155,8 @@ def run_cell(
         server_proc = psutil.Process(server.pid)
         idle = snapshot(url, server_proc)
         spawn_s = cell.clients / config.spawn_rate
-        run_time = 10 + spawn_s * 3 + config.grace + config.duration + config.drain_s(cell)
+        spawn_deadline = 30 + spawn_s * 3
+        run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
         locust = Managed(
             "locust",
             locust_command(config, cell, url, cell_dir, run_time),
@@ -148,7 +164,7 @@ def run_cell(
             cpus.get("loadgen"),
             cwd=cell_dir,
         )
-        window = wait_for(cell_dir / "window.json", locust, 30 + spawn_s * 3, "the end of spawning")
+        window = wait_for(cell_dir / "window.json", locust, spawn_deadline, "the end of spawning")
         sleep_until(window["start_ns"], lambda left: tick("warm-up", left), locust)
         start = snapshot(url, server_proc)
         sleep_until(window["end_ns"], lambda left: tick("measuring", left), locust)
@@ -163,10 +179,12 @@ def run_cell(
             raise HarnessError(
                 f"Locust did not finish after the window: {locust.log_tail()}"
             ) from None
-        files = sorted(cell_dir.glob("loadgen-*.json"))
-        if not files:
-            raise HarnessError(f"Locust wrote no measurements: {locust.log_tail()}")
-        merged = merge_process_files(files)
+        merged = merge_process_files(wait_for_files(cell_dir, cell.loadgen_procs, locust))
+    except (OSError, ValueError) as exc:  # the server stopped answering (urllib) or bad JSON
+        tail = server.log_tail() if server is not None else ""
+        raise HarnessError(
+            f"cell {cell.name}: {type(exc).__name__}: {exc}{f' (server log: {tail})' if tail else ''}"
+        ) from None
     finally:
         if locust is not None:
             locust.stop()
@@ -295,7 +313,7 @@ def summarize(
         "loadgen_cpu_percent": round(sum(p for p in per_process if p is not None), 1),
         "loadgen_cpu_percent_per_process": per_process,
         "loadgen_cpu_us_per_delivery": per(loadgen_cpu_s, received, 1e6),
-        "loadgen_procs": len(merged["processes"]),
+        "loadgen_procs": cell.loadgen_procs,
         "loadgen_loop_lag_us": {k: loop_lag[k] for k in ("p50", "p99", "max")},
         "client_bound": bool(bound_reasons(per_process, loop_lag)),
         "client_bound_reasons": bound_reasons(per_process, loop_lag),

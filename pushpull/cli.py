@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from pushpull import config as cfg
@@ -204,7 +205,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = bench_config(args)
     status, run_dir = run_sweep(config, pin=not args.no_pin)
     if not args.no_plot and status in (0, 130):
-        status = status or cmd_report_dir(run_dir)
+        report_status = cmd_report_dir(run_dir)  # an interrupted run is drawn too
+        status = status or report_status
     return status
 
 
@@ -217,6 +219,14 @@ def cmd_report_dir(run_dir: Path) -> int:
         report = write_report(run_dir)
     except PlotError as exc:
         print(f"pushpull report: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug in drawing must not hide the measurements: one line, log kept
+        log = Path(run_dir) / "error.log"
+        log.write_text(traceback.format_exc())
+        print(
+            f"pushpull report: internal error: {type(exc).__name__}: {exc} (traceback in {log})",
+            file=sys.stderr,
+        )
         return 1
     print(f"pushpull: charts in {report.parent / 'charts'}/")
     print(f"pushpull: report in {report}")
@@ -295,7 +305,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     )
     print(search.report())
     if not args.no_plot and status in (0, 130) and (run_dir / "capacity.json").exists():
-        status = status or cmd_report_dir(run_dir)
+        report_status = cmd_report_dir(run_dir)  # an interrupted run is drawn too
+        status = status or report_status
     return status
 
 

@@ -167,8 +167,6 @@ def run_cells(
     manifest["command"] = command
     manifest.update(extra_manifest or {})
     write_json(run_dir / "manifest.json", manifest)
-    manifest["floor"] = measure_floor(run_dir, cpus)
-    write_json(run_dir / "manifest.json", manifest)
     summary = {
         "schema_version": SCHEMA_VERSION,
         "run": run_dir.name,
@@ -192,6 +190,8 @@ def run_cells(
     previous_term = signal.signal(signal.SIGTERM, raise_interrupt)
     status = 0
     try:
+        manifest["floor"] = measure_floor(run_dir, cpus)
+        write_json(run_dir / "manifest.json", manifest)
         while (cell := next_cell(summary["cells"])) is not None:
             progress.start(len(summary["cells"]) + 1, cell)
             cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
