@@ -67,12 +67,12 @@ def compare_with_push(clients: int, cells: dict[str, dict], where: str) -> list[
         p99 = times(other["latency_us"]["p99"], push["latency_us"]["p99"])
         cpu = times(other["server_cpu_us_per_delivery"], push["server_cpu_us_per_delivery"])
         text = (
-            f"At {clients} clients{where}, {label(transport)}'s p99 is {p99} Socket.IO push's "
-            f"({ms(other['latency_us']['p99'])} vs {ms(push['latency_us']['p99'])})"
+            f"At {clients} clients{where}, the p99 of {label(transport)} is {p99} that of Socket.IO "
+            f"push ({ms(other['latency_us']['p99'])} vs {ms(push['latency_us']['p99'])})"
         )
         if cpu:
             text += (
-                f" and it costs {cpu} the server CPU per delivery "
+                f", at {cpu} the server CPU per delivery "
                 f"({other['server_cpu_us_per_delivery']:.0f} vs {push['server_cpu_us_per_delivery']:.0f} us)"
             )
         p50_ratio = (other["latency_us"]["p50"] or 0) / max(push["latency_us"]["p50"] or 1, 1)

@@ -96,8 +96,8 @@ class LeanHTTP:
 class LeanSSE:
     """A Server-Sent Events client: `GET /stream` on its own connection, the chunked body
     decoded by geventhttpclient's parser and the event stream parsed by sseclient-py. Each event
-    goes to on_event(name, data, t_recv_ns) with its JSON data decoded; after a drop, a new
-    connection resumes from the last event id (`Last-Event-ID`)."""
+    goes to on_event(name, data, t_recv_ns) with its JSON data decoded. Calling run() again
+    after a drop resumes from the last event id (`Last-Event-ID`)."""
 
     def __init__(self, url: str, on_event, path: str = "/stream", timeout: float = 30.0) -> None:
         self.http = LeanHTTP(url, timeout)

@@ -15,6 +15,7 @@ as warm-up. With `--pushpull-out DIR` each process writes its measurements to DI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from locust.stats import StatsEntry, bucket_response_time
 
 from loadtests.leanhttp import LeanHTTP, LeanSSE
 from loadtests.leansio import LeanSocketIO, LeanSocketIOPolling, Reactor
-from loadtests.recorder import Recorder, record_us
+from loadtests.recorder import Recorder, record_us, write_json
 
 TRANSPORTS = ("socketio", "socketio-polling", "sse", "longpoll", "shortpoll")
 LOOP_LAG_PERIOD_S = 0.010
@@ -221,12 +222,6 @@ def watch_loop_lag(recorder: Recorder) -> None:
             record_us(lag, late_us)
 
 
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
 class BulkStats:
     """Locust's request stats for the hot paths, added in bulk once a second with
     `StatsEntry.extend` (what Locust itself uses to merge workers' stats) instead of one
@@ -321,6 +316,9 @@ class PushPullUser(User):
             self.connect()
         except Exception as exc:  # noqa: BLE001 - any failure to connect is a measured error
             fire_failure(self, self.connect_name, started, exc)
+            with contextlib.suppress(Exception):
+                self.disconnect()  # close what connect() opened; its client is owed nothing
+            self.tracker.forget()
             raise
         fire_connect(self, self.connect_name, started)
         self.recorder.clients += 1
@@ -449,8 +447,13 @@ class PythonSocketIOUser(PushPullUser):
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("welcome", lambda data: self.on_event("welcome", data, 0))
         self.sio.on("response", lambda data: self.on_event("response", data, time.time_ns()))
-        self.sio.on("disconnect", lambda reason=None: self.ended())
+        self.sio.on("disconnect", self.on_disconnect)
         self.sio.connect(self.host, transports=["websocket"], wait_timeout=30)
+
+    def on_disconnect(self, reason=None) -> None:
+        if self.counted:  # the server ended it (on_stop clears `counted` before disconnecting)
+            self.recorder.errors += 1
+            self.ended()
 
     def send_chat(self, message: dict) -> None:
         self.sio.emit("message", message)
@@ -458,6 +461,8 @@ class PythonSocketIOUser(PushPullUser):
     @task
     def listen(self) -> None:
         gevent.sleep(60)  # deliveries arrive on the client's own greenlets
+        if not self.counted:
+            raise StopUser()
 
     def disconnect(self) -> None:
         self.sio.disconnect()
@@ -473,7 +478,7 @@ class SSEUser(PushPullUser):
         # SSE's default event name is `message`; the protocol's deliveries are its events
         self.client = LeanSSE(
             self.host,
-            lambda name, data, t: self.on_event("response" if name == "message" else name, data, t),
+            self.on_sse,
         )
         self.messages = LeanHTTP(self.host)
         self.stream = gevent.spawn(self.client.run)
@@ -485,15 +490,29 @@ class SSEUser(PushPullUser):
                 raise ConnectionError("no welcome on GET /stream within 30 s")
             gevent.sleep(0.01)
 
+    def on_sse(self, name: str, data, t_recv: int) -> None:
+        if name == "welcome" and self.tracker.segment is not None:
+            return  # a resumed stream: the same events stay owed, the same segment goes on
+        self.on_event("response" if name == "message" else name, data, t_recv)
+
     def send_chat(self, message: dict) -> None:
         post_message(self.messages, message)
 
     @task
     def listen(self) -> None:
-        self.stream.join()  # returns when the stream ends
-        self.recorder.errors += 1
+        """Stream; when the server drops the stream, reconnect with Last-Event-ID (the events
+        published meanwhile are sent first) up to RESUMES times, counting each drop as an error."""
+        for attempt in range(self.RESUMES + 1):
+            self.stream.join()  # returns when the stream ends
+            self.recorder.errors += 1
+            if attempt == self.RESUMES:
+                break
+            gevent.sleep(0.2)
+            self.stream = gevent.spawn(self.client.run)
         self.ended()
         raise StopUser()
+
+    RESUMES = 3
 
     def disconnect(self) -> None:
         self.stream.kill()

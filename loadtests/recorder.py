@@ -86,10 +86,17 @@ class Tracker:
         self.segment = [last_seq, None]
         self.recorder.segments.append(self.segment)
 
-    def left(self) -> None:
-        """The connection ended: nothing after the highest seq seen is owed any more."""
+    def forget(self) -> None:
+        """This client never really joined (its connect failed): it is owed nothing."""
         if self.segment is not None:
-            self.segment[1] = max(self.max_seq, self.segment[0])
+            self.segment[1] = self.segment[0]
+            self.segment = None
+
+    def left(self) -> None:
+        """The connection ended. Everything any client of this process had received by then was
+        published while this one was connected, so it stays owed (and lost if never received)."""
+        if self.segment is not None:
+            self.segment[1] = max(self.max_seq, self.segment[0], self.recorder.highest_seq)
             self.segment = None
 
     def deliver(self, event: dict, t_recv_ns: int) -> int | None:
@@ -111,6 +118,8 @@ class Tracker:
             recorder.reordered += 1
         else:
             self.max_seq = seq
+            if seq > recorder.highest_seq:
+                recorder.highest_seq = seq
         latency_us = recorder.record_delivery(event, t_recv_ns)
         if recorder.timeline_tracker is self:
             recorder.note_event(event, t_recv_ns)
@@ -136,6 +145,7 @@ class Recorder:
     polls: int = 0
     empty_polls: int = 0
     sent: int = 0  # chat messages this process's clients sent
+    highest_seq: int = 0  # the highest seq any client of this process received
     errors: int = 0
     clients: int = 0
     clients_at_window_start: int | None = None
@@ -241,10 +251,15 @@ class Recorder:
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / f"loadgen-{os.getpid()}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        tmp.replace(path)
+        write_json(path, self.to_dict())
         return path
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write atomically: the harness never reads half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def expected_deliveries(segments: list[list], first_seq: int | None, last_seq: int | None) -> int:
