@@ -16,8 +16,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, load_run, point_key  # noqa: E402
+from analysis.style import plain_number  # noqa: E402
 
 FIGURES = [
     ("p50", "p50 latency", lambda c: c["latency_us"]["p50"]),
@@ -83,7 +85,8 @@ def compare_rows(a: Run, b: Run) -> list[dict]:
             ratio = after / before
             row["figures"][name] = {
                 "title": title, "a": before, "b": after, "ratio": ratio, "band": band,
-                "noise": abs(ratio - 1) <= band or abs(1 / ratio - 1) <= band,
+                # the band is a max/min spread, so it holds ratios between 1/(1+band) and 1+band
+                "noise": 1 / (1 + band) <= ratio <= 1 + band,
                 "band_source": "repeats" if name in bands.get(key, {}) else "default",
             }  # fmt: skip
         rows.append(row)
@@ -137,6 +140,10 @@ def compare_chart(a: Run, b: Run, rows: list[dict], path: Path) -> Path:
             ax.plot([f["ratio"]], [i], "o", color="#555555" if f["noise"] else "#D55E00", zorder=2)
         ax.axvline(1, color="black", linewidth=0.8)
         ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        ax.set_xticks([t for t in (0.25, 0.5, 0.67, 1, 1.5, 2, 4) if low <= t <= high])
+        ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{dict((n, t) for n, t, _ in FIGURES)[name]}: B / A (log scale)")
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
