@@ -39,7 +39,7 @@ def plot_capacity(run: Run, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     for transport in transport_order(capacity["transports"]):
         result = capacity["transports"][transport]
-        steps = result["steps"]
+        steps = [(clients, p99) for clients, p99 in result["steps"] if p99 is not None]
         if not steps:
             continue
         x, y = zip(*steps)

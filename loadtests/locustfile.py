@@ -130,7 +130,7 @@ def decide_window(environment, user_count: int) -> None:
     workers are told by message so every process uses the same window."""
     runner = environment.runner
     options = environment.parsed_options
-    start_ns = time.time_ns() + environment.pushpull.clock_correction_ns + int(options.grace * 1e9)
+    start_ns = environment.pushpull.server_now() + int(options.grace * 1e9)
     end_ns = start_ns + int(options.measure * 1e9) if options.measure > 0 else None
     if isinstance(runner, MasterRunner):
         runner.send_message("pushpull_window", {"start_ns": start_ns, "end_ns": end_ns})
@@ -170,11 +170,11 @@ def open_window(environment, start_ns: int, end_ns: int | None) -> None:
     recorder: Recorder = environment.pushpull
     recorder.window.start_ns, recorder.window.end_ns = start_ns, end_ns
 
-    def at_edges() -> None:
-        sleep_until(start_ns)
+    def at_edges() -> None:  # the window is on the server's clock; sleeps are on ours
+        sleep_until(start_ns - recorder.clock_correction_ns)
         recorder.window_started()
         if end_ns is not None:
-            sleep_until(end_ns)
+            sleep_until(end_ns - recorder.clock_correction_ns)
             recorder.window_ended()
 
     gevent.spawn(at_edges)
@@ -218,7 +218,7 @@ def watch_loop_lag(recorder: Recorder) -> None:
         asked = time.perf_counter()
         gevent.sleep(LOOP_LAG_PERIOD_S)
         late_us = int((time.perf_counter() - asked - LOOP_LAG_PERIOD_S) * 1e6)
-        if recorder.window.contains_now():
+        if recorder.in_window_now():
             record_us(lag, late_us)
 
 

@@ -58,12 +58,12 @@ class Window:
             return "tail"
         return "steady"
 
-    def contains_now(self) -> bool:
-        now = time.time_ns()
+    def contains(self, t_ns: int) -> bool:
+        """Whether a time on the server's clock (the window's clock) falls in the window."""
         return (
             self.start_ns is not None
-            and self.start_ns <= now
-            and (self.end_ns is None or now <= self.end_ns)
+            and self.start_ns <= t_ns
+            and (self.end_ns is None or t_ns <= self.end_ns)
         )
 
 
@@ -164,6 +164,13 @@ class Recorder:
             self.timeline_tracker = tracker
         return tracker
 
+    def server_now(self) -> int:
+        """This process's clock moved onto the server's (the window is on the server's clock)."""
+        return time.time_ns() + self.clock_correction_ns
+
+    def in_window_now(self) -> bool:
+        return self.window.contains(self.server_now())
+
     def in_timeline(self, t_ns: int) -> bool:
         start = self.window.start_ns
         return start is not None and start <= t_ns <= start + TIMELINE_NS
@@ -203,7 +210,7 @@ class Recorder:
 
     def record_poll(self, delivered: int) -> None:
         """Count a poll whose answer arrived inside the window."""
-        if self.window.contains_now():
+        if self.in_window_now():
             self.polls += 1
             if delivered == 0:
                 self.empty_polls += 1

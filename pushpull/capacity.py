@@ -61,7 +61,8 @@ class CapacitySearch:
         if done:
             last = done[-1]
             result = self.results[last["transport"]]
-            result["steps"].append([last["clients"], (last["latency_us"]["p99"] or 0) / 1000])
+            p99 = last["latency_us"]["p99"]
+            result["steps"].append([last["clients"], None if p99 is None else p99 / 1000])
             reason = verdict(last, self.slo_p99_ms * 1000)
             if reason is None:
                 result["capacity"] = last["clients"]

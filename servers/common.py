@@ -108,7 +108,7 @@ class EventLog:
         return {
             "first_seq": self._log_seq[lo] if hi > lo else None,
             "last_seq": self._log_seq[hi - 1] if hi > lo else None,
-            "count": hi - lo,
+            "count": max(0, hi - lo),
             "publisher_lag_us": lags,
         }
 

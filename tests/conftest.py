@@ -9,14 +9,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from pushpull.config import SERVER_OF  # noqa: F401 - which server each transport uses
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_OF = {
-    "socketio": "servers.push",
-    "socketio-polling": "servers.push",
-    "sse": "servers.longpoll",
-    "longpoll": "servers.longpoll",
-    "shortpoll": "servers.longpoll",
-}
 
 
 @contextmanager
