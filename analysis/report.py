@@ -12,7 +12,7 @@ from pathlib import Path
 from analysis.capacity import load_capacity
 from analysis.findings import findings
 from analysis.plot import plot_run
-from analysis.results import Run, load_run
+from analysis.results import Run, cell_variants, load_run
 from analysis.style import color, label, ms_text
 
 QUESTIONS = {
@@ -52,17 +52,7 @@ def cell_value(cell: dict, key: str) -> str:
     if key in ("p50", "p90", "p99", "p999"):
         return ms_text(lat[key])
     if key == "transport":
-        extra = []
-        if cell.get("poll_interval") is not None:
-            extra.append(f"every {cell['poll_interval']:g} s")
-        if cell.get("socketio_client") == "python-socketio":
-            extra.append("python-socketio client")
-        if cell.get("scenario") == "chat":
-            extra.append("chat")
-        if cell.get("payload_bytes"):
-            extra.append(f"{cell['payload_bytes']} B")
-        if cell.get("repeat", 1) > 1:
-            extra.append(f"repeat {cell['repeat']}")
+        extra = cell_variants(cell)
         swatch = f'<span class="swatch" style="background:{color(cell["transport"])}"></span>'
         return swatch + html.escape(
             label(cell["transport"]) + (f" ({', '.join(extra)})" if extra else "")

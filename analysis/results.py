@@ -113,3 +113,22 @@ def series_label(key: tuple) -> str:
 def point_key(cell: dict) -> str:
     """A cell's name without its repeat suffix: 'socketio-c100-r2-rep2' -> 'socketio-c100-r2'."""
     return re.sub(r"-rep\d+$", "", cell["name"])
+
+
+def cell_variants(cell: dict) -> list[str]:
+    """What sets a cell apart beyond transport, clients and rate, in words:
+    ['every 0.5 s', 'python-socketio client', 'chat', '1024 B', 'repeat 2']."""
+    variants = []
+    if cell.get("poll_interval") is not None:
+        variants.append(f"every {cell['poll_interval']:g} s")
+    if cell.get("socketio_client") == "python-socketio":
+        variants.append("python-socketio client")
+    if cell.get("loadgen_procs", 1) > 1:
+        variants.append(f"{cell['loadgen_procs']} Locust processes")
+    if cell.get("scenario") == "chat":
+        variants.append("chat")
+    if cell.get("payload_bytes"):
+        variants.append(f"{cell['payload_bytes']} B")
+    if cell.get("repeat", 1) > 1:
+        variants.append(f"repeat {cell['repeat']}")
+    return variants

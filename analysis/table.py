@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.results import cell_variants
 from analysis.style import ms_text as ms
 from analysis.style import rank
 
@@ -25,9 +26,8 @@ def cell_rows(cells: list[dict]) -> list[list[str]]:
     rows = []
     for c in ordered:
         lat = c["latency_us"]
-        transport = c["transport"] + (
-            f" ({c['poll_interval']:g} s)" if c["poll_interval"] is not None else ""
-        )
+        variants = cell_variants(c)
+        transport = c["transport"] + (f" ({', '.join(variants)})" if variants else "")
         rows.append(
             [
                 transport,

@@ -51,10 +51,10 @@ class LeanHTTP:
     ) -> tuple[int, bytes, int]:
         """(status, body, time the last byte arrived in ns). Reconnects once if a kept-alive
         connection turns out to be closed before any answer came."""
-        head = f"{method} {path} HTTP/1.1\r\n{self._host_header}"
+        headers = {}
         if body or method == "POST":
-            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        request = (head + "\r\n").encode() + body
+            headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        request = self.head(method, path, headers) + body
         for attempt in (1, 2):
             fresh = self.sock is None
             if fresh:
@@ -66,6 +66,11 @@ class LeanHTTP:
                 if fresh or attempt == 2 or method != "GET":  # never resend a POST
                     raise
         raise AssertionError("unreachable")
+
+    def head(self, method: str, path: str, headers: dict[str, str]) -> bytes:
+        """A request's head: request line, Host and `headers`, and the blank line."""
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        return f"{method} {path} HTTP/1.1\r\n{self._host_header}{lines}\r\n".encode()
 
     def connect(self) -> None:
         self.sock = gsocket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -109,10 +114,10 @@ class LeanSSE:
     def run(self) -> None:
         """Stream until the server ends the response or the connection drops."""
         self.http.connect()
-        head = f"GET {self.path} HTTP/1.1\r\n{self.http._host_header}Accept: text/event-stream\r\n"
+        headers = {"Accept": "text/event-stream"}
         if self.last_event_id is not None:
-            head += f"Last-Event-ID: {self.last_event_id}\r\n"
-        self.http.sock.sendall((head + "\r\n").encode())
+            headers["Last-Event-ID"] = self.last_event_id
+        self.http.sock.sendall(self.http.head("GET", self.path, headers))
         response = Response("GET")
         try:
             for event in SSEClient(self._chunks(response)).events():

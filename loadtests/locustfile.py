@@ -468,7 +468,24 @@ class PythonSocketIOUser(PushPullUser):
         self.sio.disconnect()
 
 
-class SSEUser(PushPullUser):
+class PostingUser(PushPullUser):
+    """HTTP transports send chat messages as POST /messages on a connection of their own."""
+
+    abstract = True
+
+    def connect(self) -> None:
+        self.messages = LeanHTTP(self.host)
+
+    def send_chat(self, message: dict) -> None:
+        status, body, _ = self.messages.request("POST", "/messages", json.dumps(message).encode())
+        if status != 201:
+            raise ConnectionError(f"POST /messages answered HTTP {status}: {body[:80]!r}")
+
+    def disconnect(self) -> None:
+        self.messages.close()
+
+
+class SSEUser(PostingUser):
     """Server-Sent Events (leanhttp.LeanSSE): one streamed response, parsed by sseclient-py."""
 
     transport = "sse"
@@ -480,7 +497,7 @@ class SSEUser(PushPullUser):
             self.host,
             self.on_sse,
         )
-        self.messages = LeanHTTP(self.host)
+        super().connect()
         self.stream = gevent.spawn(self.client.run)
         deadline = time.monotonic() + 30
         while self.tracker.base is None:  # connected once the welcome arrived
@@ -494,9 +511,6 @@ class SSEUser(PushPullUser):
         if name == "welcome" and self.tracker.segment is not None:
             return  # a resumed stream: the same events stay owed, the same segment goes on
         self.on_event("response" if name == "message" else name, data, t_recv)
-
-    def send_chat(self, message: dict) -> None:
-        post_message(self.messages, message)
 
     @task
     def listen(self) -> None:
@@ -517,16 +531,10 @@ class SSEUser(PushPullUser):
     def disconnect(self) -> None:
         self.stream.kill()
         self.client.close()
-        self.messages.close()
+        super().disconnect()
 
 
-def post_message(http: LeanHTTP, message: dict) -> None:
-    status, body, _ = http.request("POST", "/messages", json.dumps(message).encode())
-    if status != 201:
-        raise ConnectionError(f"POST /messages answered HTTP {status}: {body[:80]!r}")
-
-
-class PollingUser(PushPullUser):
+class PollingUser(PostingUser):
     """Shared by the polling clients: baseline, then polls that deliver what they return, over
     one kept-alive connection (leanhttp.py; Locust's FastHttpUser cost as much CPU per poll as
     the server spent answering it)."""
@@ -535,16 +543,13 @@ class PollingUser(PushPullUser):
     connect_name = "GET /events (baseline)"
 
     def connect(self) -> None:
+        super().connect()
         self.http = LeanHTTP(self.host)
-        self.messages = LeanHTTP(self.host)
         status, body, _ = self.http.request("GET", "/events")
         if status != 200:
             raise ConnectionError(f"GET /events answered HTTP {status}")
         self.cursor = json.loads(body)["last_seq"]
         self.tracker.joined(self.cursor)
-
-    def send_chat(self, message: dict) -> None:
-        post_message(self.messages, message)
 
     def poll(self, timeout: float, name: str) -> None:
         recorder = self.recorder
@@ -575,7 +580,7 @@ class PollingUser(PushPullUser):
 
     def disconnect(self) -> None:
         self.http.close()
-        self.messages.close()
+        super().disconnect()
 
 
 class LongPollUser(PollingUser):

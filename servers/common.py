@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,8 +97,6 @@ class EventLog:
         self._new.wait(timeout)
 
     def published_between(self, since_ns: int, until_ns: int) -> dict:
-        from bisect import bisect_left, bisect_right
-
         lo = bisect_left(self._log_pub, since_ns)
         hi = bisect_right(self._log_pub, until_ns)
         lags = [
