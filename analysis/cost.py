@@ -19,6 +19,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, series_key, series_label  # noqa: E402
 from analysis.style import color, label, minor_2_5, plain_number, rank, transport_order  # noqa: E402
+from pushpull import transports  # noqa: E402
 
 PLAIN = FuncFormatter(plain_number)
 COSTS = [
@@ -28,7 +29,7 @@ COSTS = [
         1,
     ),
     ("server_cpu_us_per_delivery", "server CPU per delivery (us)", 1),
-    ("requests_per_delivery", "HTTP requests per delivery (Socket.IO over websocket: none)", 1),
+    ("requests_per_delivery", "HTTP requests per delivery (over a websocket: not counted)", 1),
     ("server_rss_per_client_bytes", "server memory per connected client (KiB)", 1 / 1024),
 ]
 
@@ -165,34 +166,38 @@ def plot_latency_vs_rate(run: Run, out: Path) -> Path | None:
 
 def plot_polling_vs_interval(run: Run, out: Path) -> Path | None:
     cells = [
-        c for c in run.points() if c["transport"] == "shortpoll" and c.get("requests_per_delivery")
+        c
+        for c in run.points()
+        if "poll_interval" in transports.get(c["transport"]).dimensions
+        and c.get("requests_per_delivery")
     ]
     intervals = sorted({c["poll_interval"] for c in cells})
     if len(intervals) < 2:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     styles = ["-o", "--s", ":D", "-.^"]
-    groups = sorted({(c["rate"], c["clients"]) for c in cells})
-    for k, (rate, n) in enumerate(groups):
+    groups = sorted({(c["transport"], c["rate"], c["clients"]) for c in cells})
+    several = len({g[0] for g in groups}) > 1
+    for k, (transport, rate, n) in enumerate(groups):
         points = sorted(
-            (c for c in cells if (c["rate"], c["clients"]) == (rate, n)),
+            (c for c in cells if (c["transport"], c["rate"], c["clients"]) == (transport, rate, n)),
             key=lambda c: c["poll_interval"],
         )
         x = [c["poll_interval"] for c in points]
-        name = f"{rate:g} events/s, {n} clients"
+        name = (f"{label(transport)}, " if several else "") + f"{rate:g} events/s, {n} clients"
         style = styles[k % len(styles)]
         left.plot(
             x,
             [c["requests_per_delivery"] for c in points],
             style,
-            color=color("shortpoll"),
+            color=color(transport),
             label=name,
         )
         right.plot(
             x,
             [100 * (c["empty_poll_share"] or 0) for c in points],
             style,
-            color=color("shortpoll"),
+            color=color(transport),
             label=name,
         )
     for ax in (left, right):
@@ -200,7 +205,7 @@ def plot_polling_vs_interval(run: Run, out: Path) -> Path | None:
         ax.set_xticks(intervals)
         ax.xaxis.set_major_formatter(PLAIN)
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("short-poll interval (s, log scale)")
+        ax.set_xlabel("poll interval (s, log scale)")
         ax.grid(True, which="both", alpha=0.3)
     left.set_yscale("log")
     left.yaxis.set_major_formatter(PLAIN)

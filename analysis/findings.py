@@ -1,11 +1,13 @@
 """Findings written from a run's numbers (never fixed text): what the measurements say, one
-sentence each, comparing every transport with Socket.IO push at the same load."""
+sentence each, comparing every transport with the registry's push baseline at the same load
+(pushpull/transports.py), and each poll transport's latency with the baseline's."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
 from analysis.style import label, transport_order
+from pushpull import transports, variants
 
 CLOSE_ENOUGH = 1.5  # "polling is close to push" when its median is within this factor
 
@@ -29,8 +31,12 @@ def group_key(cell: dict) -> tuple:
 
 def describe_group(key: tuple) -> str:
     scenario, rate, payload = key
-    text = f"chat, each client sending {rate:g}/s" if scenario == "chat" else f"{rate:g} events/s"
-    return text + (f", {payload} B payload" if payload else "")
+    cell = {"scenario": scenario, "rate": rate, "payload_bytes": payload}
+    return ", ".join([variants.load_words(cell), *variants.words(cell, {"payload_bytes"})])
+
+
+def has_interval(transport: str) -> bool:
+    return "poll_interval" in transports.get(transport).dimensions
 
 
 def findings(cells: list[dict], capacity: dict | None = None) -> list[str]:
@@ -56,19 +62,20 @@ def findings(cells: list[dict], capacity: dict | None = None) -> list[str]:
 
 
 def compare_with_push(clients: int, cells: dict[str, dict], where: str) -> list[str]:
-    push = cells.get("socketio")
+    reference = transports.baseline()
+    push = cells.get(reference.name)
     if push is None:
         return []
     notes = []
     for transport in transport_order(cells):
-        if transport in ("socketio", "shortpoll"):
-            continue
+        if transport == reference.name or has_interval(transport):
+            continue  # interval-driven polling has its own finding (short_poll_notes)
         other = cells[transport]
         p99 = times(other["latency_us"]["p99"], push["latency_us"]["p99"])
         cpu = times(other["server_cpu_us_per_delivery"], push["server_cpu_us_per_delivery"])
         text = (
-            f"At {clients} clients{where}, the p99 of {label(transport)} is {p99} that of Socket.IO "
-            f"push ({ms(other['latency_us']['p99'])} vs {ms(push['latency_us']['p99'])})"
+            f"At {clients} clients{where}, the p99 of {label(transport)} is {p99} that of "
+            f"{reference.label} ({ms(other['latency_us']['p99'])} vs {ms(push['latency_us']['p99'])})"
         )
         if cpu:
             text += (
@@ -76,7 +83,7 @@ def compare_with_push(clients: int, cells: dict[str, dict], where: str) -> list[
                 f"({other['server_cpu_us_per_delivery']:.0f} vs {push['server_cpu_us_per_delivery']:.0f} us)"
             )
         p50_ratio = (other["latency_us"]["p50"] or 0) / max(push["latency_us"]["p50"] or 1, 1)
-        if transport == "longpoll" and p50_ratio <= CLOSE_ENOUGH:
+        if transports.get(transport).role == transports.POLL and p50_ratio <= CLOSE_ENOUGH:
             text += (
                 f"; at the median it is within {CLOSE_ENOUGH:g}x of push ({ms(other['latency_us']['p50'])} "
                 f"vs {ms(push['latency_us']['p50'])}): with events this rare, polling is close enough on latency"
@@ -89,9 +96,9 @@ def short_poll_notes(cells: list[dict], where: str) -> list[str]:
     notes = []
     by_interval: dict[float, list[dict]] = defaultdict(list)
     for cell in cells:
-        if cell["transport"] == "shortpoll" and cell["poll_interval"]:
-            by_interval[cell["poll_interval"]].append(cell)
-    for interval, group in sorted(by_interval.items()):
+        if has_interval(cell["transport"]) and cell["poll_interval"]:
+            by_interval[(cell["transport"], cell["poll_interval"])].append(cell)
+    for (transport, interval), group in sorted(by_interval.items()):
         medians = ", ".join(
             f"{ms(c['latency_us']['p50'])} at {c['clients']}"
             for c in sorted(group, key=lambda c: c["clients"])
@@ -99,7 +106,7 @@ def short_poll_notes(cells: list[dict], where: str) -> list[str]:
         rpd = [c["requests_per_delivery"] for c in group if c["requests_per_delivery"]]
         empty = [c["empty_poll_share"] for c in group if c["empty_poll_share"] is not None]
         text = (
-            f"Short polling every {interval:g} s{where} delivered at a median of {medians} clients: "
+            f"{label(transport).capitalize()} every {interval:g} s{where} delivered at a median of {medians} clients: "
             f"about half its interval ({interval * 500:.0f} ms) whatever the load"
         )
         if rpd:
@@ -145,7 +152,8 @@ def rate_notes(cells: list[dict]) -> list[str]:
     for (transport, clients, _interval), by_rate in sorted(
         series.items(), key=lambda kv: str(kv[0])
     ):
-        if transport not in ("socketio", "longpoll") or len(by_rate) < 2:
+        spec = transports.get(transport)
+        if not (spec.baseline or spec.role == transports.POLL) or len(by_rate) < 2:
             continue
         low, high = min(by_rate), max(by_rate)
         growth = times(by_rate[high]["latency_us"]["p99"], by_rate[low]["latency_us"]["p99"])

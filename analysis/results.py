@@ -7,15 +7,14 @@ run.cells[0]["latency_us"]["p99"], run.histogram(run.cells[0], "latency")
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
 from analysis.style import label
-
-SUPPORTED_SCHEMA = 1
+from pushpull import transports, variants
+from pushpull.schema import READABLE_VERSIONS, upgrade_cell
 
 
 class PlotError(Exception):
@@ -75,10 +74,17 @@ def load_run(path: Path) -> Run:
         raise PlotError(f"{path} has no summary.json (is it a pushpull run folder?)") from None
     except ValueError as exc:
         raise PlotError(f"{path / 'summary.json'} is not valid JSON: {exc}") from None
-    if summary.get("schema_version") != SUPPORTED_SCHEMA:
+    version = summary.get("schema_version")
+    if version not in READABLE_VERSIONS:
         raise PlotError(
-            f"{path / 'summary.json'}: schema_version {summary.get('schema_version')} is not supported (expected {SUPPORTED_SCHEMA})"
+            f"{path / 'summary.json'}: schema_version {version} is not supported (readable: {', '.join(map(str, READABLE_VERSIONS))})"
         )
+    summary["cells"] = [upgrade_cell(cell, version) for cell in summary.get("cells", [])]
+    for cell in summary["cells"]:
+        try:
+            transports.get(cell["transport"])
+        except transports.UnknownTransport as exc:
+            raise PlotError(f"{path / 'summary.json'}: cell {cell.get('name')}: {exc}") from None
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -86,23 +92,10 @@ def load_run(path: Path) -> Run:
     return Run(path.resolve(), manifest, summary)
 
 
-def varying(run: Run, field: str) -> bool:
-    return len({c.get(field) for c in run.cells} - {None}) > 1
-
-
 def series_key(cell: dict, run: Run) -> tuple:
-    """Cells drawn on one line: same transport, and same poll interval, Socket.IO client and
-    number of Locust processes when the run swept those."""
-    variant = []
-    if cell.get("payload_bytes") and varying(run, "payload_bytes"):
-        variant.append(f"{cell['payload_bytes']} B")
-    if cell["poll_interval"] is not None and varying(run, "poll_interval"):
-        variant.append(f"every {cell['poll_interval']:g} s")
-    if cell.get("socketio_client") and varying(run, "socketio_client"):
-        variant.append(f"{cell['socketio_client']} client")
-    if varying(run, "loadgen_procs"):
-        variant.append(f"{cell['loadgen_procs']} Locust proc.")
-    return cell["transport"], ", ".join(variant)
+    """Cells drawn on one line: same transport, and the same variant of every dimension the run
+    varied (poll interval, client, Locust processes, payload...; see pushpull/variants.py)."""
+    return variants.series_key(cell, variants.series_fields(run.cells))
 
 
 def series_label(key: tuple) -> str:
@@ -111,24 +104,11 @@ def series_label(key: tuple) -> str:
 
 
 def point_key(cell: dict) -> str:
-    """A cell's name without its repeat suffix: 'socketio-c100-r2-rep2' -> 'socketio-c100-r2'."""
-    return re.sub(r"-rep\d+$", "", cell["name"])
+    """A cell's name without its repeat: 'socketio-c100-r2-rep2' -> 'socketio-c100-r2'."""
+    return variants.point_name(cell)
 
 
 def cell_variants(cell: dict) -> list[str]:
     """What sets a cell apart beyond transport, clients and rate, in words:
-    ['every 0.5 s', 'python-socketio client', 'chat', '1024 B', 'repeat 2']."""
-    variants = []
-    if cell.get("poll_interval") is not None:
-        variants.append(f"every {cell['poll_interval']:g} s")
-    if cell.get("socketio_client") == "python-socketio":
-        variants.append("python-socketio client")
-    if cell.get("loadgen_procs", 1) > 1:
-        variants.append(f"{cell['loadgen_procs']} Locust processes")
-    if cell.get("scenario") == "chat":
-        variants.append("chat")
-    if cell.get("payload_bytes"):
-        variants.append(f"{cell['payload_bytes']} B")
-    if cell.get("repeat", 1) > 1:
-        variants.append(f"repeat {cell['repeat']}")
-    return variants
+    ['every 0.5 s', 'python-socketio client', 'chat', '1024 B payload', 'repeat 2']."""
+    return variants.words(cell)

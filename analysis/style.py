@@ -1,42 +1,30 @@
-"""One look for every chart: a fixed, colour-blind-safe colour per transport (Okabe-Ito)."""
+"""One look for every chart: each transport's colour and label come from its registry entry
+(pushpull/transports.py), the same everywhere."""
 
 from __future__ import annotations
 
 import math
 
-COLORS = {
-    "socketio": "#0072B2",  # blue
-    "longpoll": "#D55E00",  # vermillion
-    "shortpoll": "#E69F00",  # orange
-    "sse": "#009E73",  # bluish green
-    "socketio-polling": "#CC79A7",  # reddish purple
-}
-ORDER = list(COLORS)
-LABELS = {
-    "socketio": "Socket.IO (websocket push)",
-    "longpoll": "long-poll",
-    "shortpoll": "short-poll",
-    "sse": "Server-Sent Events",
-    "socketio-polling": "Socket.IO (its long-polling)",
-}
+from pushpull import transports
+
 LINESTYLES = {"p50": "-", "p99": "--"}
 
 
 def color(transport: str) -> str:
-    return COLORS.get(transport, "#555555")
+    return transports.get(transport).color
 
 
 def label(transport: str) -> str:
-    return LABELS.get(transport, transport)
+    return transports.get(transport).label
 
 
-def rank(transport: str) -> tuple[int, str]:
-    """Sort key: transports in the fixed ORDER, unknown ones after, by name."""
-    return (ORDER.index(transport) if transport in ORDER else len(ORDER), transport)
+def rank(transport: str) -> int:
+    """Sort key: the registry's order."""
+    return transports.rank(transport)
 
 
-def transport_order(transports) -> list[str]:
-    return sorted(set(transports), key=rank)
+def transport_order(names) -> list[str]:
+    return sorted(set(names), key=rank)
 
 
 def plain_number(value: float, _pos=None) -> str:

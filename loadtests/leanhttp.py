@@ -1,4 +1,6 @@
-"""Lean HTTP clients for the polling and streaming load generators: keep-alive HTTP/1.1 and SSE.
+"""Lean HTTP clients for the polling and streaming load generators: keep-alive HTTP/1.1 and SSE,
+blocking (`LeanHTTP`, for baselines and chat POSTs) or read by the process's Reactor
+(`ReactorHTTP` for long and short polls, `ReactorSSE` for streams).
 
 Locust's FastHttpUser costs about 316 us of load-generator CPU per long-poll delivery here (its
 session, user agent, header copies and per-request stats), about as much as the server spends
@@ -12,14 +14,17 @@ one connection, writes a prebuilt request and parses the answer with geventhttpc
 
 from __future__ import annotations
 
+import codecs
 import json
 import socket
 import time
 from urllib.parse import urlsplit
 
+import gevent.event
 from gevent import socket as gsocket
 from geventhttpclient.response import HTTPResponse
-from sseclient import SSEClient
+
+from loadtests.sse import SSEParser
 
 RECV_BYTES = 65536
 
@@ -98,49 +103,117 @@ class LeanHTTP:
         return response.status_code, response.body(), t_recv
 
 
-class LeanSSE:
-    """A Server-Sent Events client: `GET /stream` on its own connection, the chunked body
-    decoded by geventhttpclient's parser and the event stream parsed by sseclient-py. Each event
-    goes to on_event(name, data, t_recv_ns) with its JSON data decoded. Calling run() again
-    after a drop resumes from the last event id (`Last-Event-ID`)."""
+class ReactorHTTP:
+    """One kept-alive HTTP/1.1 connection whose answers the process's Reactor reads: `send()`
+    writes a request (from any greenlet, the reactor's and the timer's included), the reactor
+    feeds the answer's bytes to geventhttpclient's parser, and `on_answer(status, body,
+    t_recv_ns)` runs on the reactor's greenlet when the answer is complete (it may send the next
+    request at once). No greenlet is woken per answer."""
 
-    def __init__(self, url: str, on_event, path: str = "/stream", timeout: float = 30.0) -> None:
+    def __init__(self, url: str, reactor, on_answer, timeout: float = 30.0) -> None:
         self.http = LeanHTTP(url, timeout)
-        self.path = path
-        self.on_event = on_event
-        self.last_event_id: str | None = None
-        self.t_recv = 0
+        self.reactor = reactor
+        self.on_answer = on_answer
+        self.response: Response | None = None
+        self.closed = gevent.event.Event()
+        self.sock = None
 
-    def run(self) -> None:
-        """Stream until the server ends the response or the connection drops."""
+    def start(self) -> None:
+        """Connect (blocking this greenlet) and hand the socket to the reactor."""
+        self.closed.clear()
         self.http.connect()
-        headers = {"Accept": "text/event-stream"}
-        if self.last_event_id is not None:
-            headers["Last-Event-ID"] = self.last_event_id
-        self.http.sock.sendall(self.http.head("GET", self.path, headers))
-        response = Response("GET")
-        try:
-            for event in SSEClient(self._chunks(response)).events():
-                if event.id:
-                    self.last_event_id = event.id
-                self.on_event(event.event, json.loads(event.data), self.t_recv)
-        finally:
-            self.http.close()
+        self.sock = self.http.sock
+        self.reactor.add(self)
 
-    def _chunks(self, response: Response):
-        while True:
-            data = self.http.sock.recv(RECV_BYTES)
-            self.t_recv = time.time_ns()
-            if not data:
-                return
-            response.feed(data)
-            if response.headers_complete and response.status_code != 200:
-                raise ConnectionError(f"GET {self.path} answered HTTP {response.status_code}")
-            body = response.take_body()
-            if body:
-                yield body
-            if response.message_complete:
-                return
+    def send(self, method: str, path: str, headers: dict[str, str] | None = None) -> None:
+        self.response = Response(method)
+        self.sock.sendall(self.http.head(method, path, headers or {}))
+
+    def feed(self, data: bytes, t_recv: int) -> bool:
+        response = self.response
+        if response is None:
+            return False  # bytes nobody asked for: the connection is broken
+        response.feed(data)
+        if not response.message_complete:
+            return True
+        self.response = None
+        if response.should_close():  # the server will not keep it alive: a new connection
+            self.reactor.discard(self)
+            self.http.close()
+            self.http.connect()
+            self.sock = self.http.sock
+            self.reactor.add(self)
+        self.on_answer(response.status_code, response.body(), t_recv)
+        return True
+
+    def ended(self) -> None:
+        self.http.close()
+        self.response = None
+        self.closed.set()
 
     def close(self) -> None:
+        self.reactor.discard(self)
+        self.ended()
+
+
+class ReactorSSE:
+    """A Server-Sent Events client read by the process's Reactor: `GET /stream` on its own
+    connection, the chunked body decoded by geventhttpclient's parser and the event stream by
+    pushpull's SSE parser (loadtests/sse.py). Each event goes to on_event(name, data, t_recv_ns)
+    with its JSON data decoded. `start()` again after a drop resumes from the last event id
+    (`Last-Event-ID`)."""
+
+    def __init__(
+        self, url: str, reactor, on_event, path: str = "/stream", timeout: float = 30.0
+    ) -> None:
+        self.http = LeanHTTP(url, timeout)
+        self.reactor = reactor
+        self.path = path
+        self.on_event = on_event
+        self.parser = SSEParser()
+        self.closed = gevent.event.Event()
+        self.sock = None
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self.parser.last_id
+
+    def start(self) -> None:
+        self.closed.clear()
+        self.response = Response("GET")
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.parser = resumed_parser(self.parser)
+        headers = {"Accept": "text/event-stream"}
+        if self.parser.last_id is not None:
+            headers["Last-Event-ID"] = self.parser.last_id
+        self.http.connect()
+        self.sock = self.http.sock
+        self.sock.sendall(self.http.head("GET", self.path, headers))
+        self.reactor.add(self)
+
+    def feed(self, data: bytes, t_recv: int) -> bool:
+        response = self.response
+        response.feed(data)
+        if response.headers_complete and response.status_code != 200:
+            raise ConnectionError(f"GET {self.path} answered HTTP {response.status_code}")
+        body = response.take_body()
+        if body:
+            on_event = self.on_event
+            for name, text, _id in self.parser.feed(self.decoder.decode(body)):
+                on_event(name, json.loads(text), t_recv)
+        return not response.message_complete
+
+    def ended(self) -> None:
         self.http.close()
+        self.closed.set()
+
+    def close(self) -> None:
+        self.reactor.discard(self)
+        self.ended()
+
+
+def resumed_parser(old: SSEParser) -> SSEParser:
+    """A fresh parser for a new stream that remembers the last event id of the old one."""
+    parser = SSEParser()
+    parser.last_id = old.last_id
+    return parser

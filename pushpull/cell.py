@@ -16,9 +16,10 @@ from pathlib import Path
 import psutil
 
 from loadtests.recorder import HISTOGRAMS, expected_deliveries, merge_process_files
-from pushpull.config import SERVER_OF, BenchConfig, Cell
+from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import PROJECT_ROOT, write_json
 from pushpull.procs import HarnessError, Managed, get_json, start_server
+from pushpull.schema import CellSummary, LatencySummary
 from pushpull.verify import verify
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
@@ -42,7 +43,7 @@ def snapshot(url: str, process: psutil.Process) -> Snapshot:
     return Snapshot(t_ns, get_json(url + "/stats"), times.user + times.system, rss)
 
 
-def latency_summary(histogram) -> dict:
+def latency_summary(histogram) -> LatencySummary:
     count = histogram.get_total_count()
     if count == 0:
         return {
@@ -78,7 +79,7 @@ def locust_command(
         "--scenario", cell.scenario,
         "--send-rate", f"{cell.rate:g}",
         "--payload-bytes", str(cell.payload_bytes),
-        "--socketio-client", cell.socketio_client or "lean",
+        "--client", cell.client or cell.spec.default_client,
         "--poll-interval", f"{cell.poll_interval or 0.5:g}",
         "--longpoll-timeout", f"{config.longpoll_timeout:g}",
         "--grace", f"{config.grace:g}",
@@ -136,9 +137,9 @@ def run_cell(
     cell_dir.mkdir(parents=True)
     server = locust = None
     try:
-        module = SERVER_OF[cell.transport]
+        spec = cell.spec
         server, url = start_server(
-            module,
+            spec.server,
             config.host,
             config.port,
             tick_rate(cell),
@@ -146,11 +147,11 @@ def run_cell(
             cell_dir,
             cpus.get("server"),
         )
-        problems = verify(cell.transport, url, module.split(".")[1], server.pid)
+        problems = verify(spec, url, server.pid)
         if problems:
             (cell_dir / "verify.txt").write_text("\n".join(problems) + "\n")
             raise HarnessError(
-                f"server {module} failed verification: {problems[0]} ({len(problems)} problem(s), see {cell_dir / 'verify.txt'})"
+                f"server {spec.server} failed verification: {problems[0]} ({len(problems)} problem(s), see {cell_dir / 'verify.txt'})"
             )
         server_proc = psutil.Process(server.pid)
         idle = snapshot(url, server_proc)
@@ -277,50 +278,52 @@ def summarize(
     loop_lag = latency_summary(merged["histograms"]["loop_lag"])
     polls = merged["polls"]
     lags = sorted(published["publisher_lag_us"])
-    return {
-        "transport": cell.transport,
-        "clients": cell.clients,
-        "rate": cell.rate,
-        "poll_interval": cell.poll_interval,
-        "socketio_client": cell.socketio_client,
-        "repeat": cell.repeat,
-        "scenario": cell.scenario,
-        "payload_bytes": cell.payload_bytes,
-        "sent": merged["sent"],
-        "duration_s": config.duration,
-        "name": cell.name,
-        "window": {"start_ns": window["start_ns"], "end_ns": window["end_ns"]},
-        "clients_connected": merged["clients_at_window_start"],
-        "latency_us": latency_summary(merged["histograms"]["latency"]),
-        "latency_from_schedule_us": latency_summary(merged["histograms"]["from_schedule"]),
-        "warmup_latency_us": latency_summary(merged["histograms"]["warmup"]),
-        "published": published["count"],
-        "expected": expected,
-        "received": received,
-        "lost": expected - received,
-        "duplicates": merged["duplicates"],
-        "reordered": merged["reordered"],
-        "errors": merged["errors"],
-        "requests": requests if cell.transport != "socketio" else None,
-        "requests_per_delivery": per(requests, received) if cell.transport != "socketio" else None,
-        "empty_poll_share": per(merged["empty_polls"], polls) if polls else None,
-        "bytes_per_delivery": per(bytes_out + bytes_in, received),
-        "bytes_out_per_delivery": per(bytes_out, received),
-        "server_cpu_us_per_delivery": per(server_cpu_s, received, 1e6),
-        "server_cpu_percent": round(100 * server_cpu_s / wall_s, 1) if wall_s > 0 else None,
-        "server_rss_bytes": end.rss_bytes,
-        "server_rss_per_client_bytes": per(start.rss_bytes - idle.rss_bytes, cell.clients),
-        "loadgen_cpu_percent": round(sum(p for p in per_process if p is not None), 1),
-        "loadgen_cpu_percent_per_process": per_process,
-        "loadgen_cpu_us_per_delivery": per(loadgen_cpu_s, received, 1e6),
-        "loadgen_procs": cell.loadgen_procs,
-        "loadgen_loop_lag_us": {k: loop_lag[k] for k in ("p50", "p99", "max")},
-        "client_bound": bool(bound_reasons(per_process, loop_lag)),
-        "client_bound_reasons": bound_reasons(per_process, loop_lag),
-        "clock_offset_us": clock_offset(merged["processes"]),
-        "publisher_lag_us": {
+    counts_requests = cell.spec.counts_requests
+    return CellSummary(
+        transport=cell.transport,
+        role=cell.spec.role,
+        clients=cell.clients,
+        rate=cell.rate,
+        poll_interval=cell.poll_interval,
+        client=cell.client,
+        repeat=cell.repeat,
+        scenario=cell.scenario,
+        payload_bytes=cell.payload_bytes,
+        sent=merged["sent"],
+        duration_s=config.duration,
+        name=cell.name,
+        window={"start_ns": window["start_ns"], "end_ns": window["end_ns"]},
+        clients_connected=merged["clients_at_window_start"],
+        latency_us=latency_summary(merged["histograms"]["latency"]),
+        latency_from_schedule_us=latency_summary(merged["histograms"]["from_schedule"]),
+        warmup_latency_us=latency_summary(merged["histograms"]["warmup"]),
+        published=published["count"],
+        expected=expected,
+        received=received,
+        lost=expected - received,
+        duplicates=merged["duplicates"],
+        reordered=merged["reordered"],
+        errors=merged["errors"],
+        requests=requests if counts_requests else None,
+        requests_per_delivery=per(requests, received) if counts_requests else None,
+        empty_poll_share=per(merged["empty_polls"], polls) if polls else None,
+        bytes_per_delivery=per(bytes_out + bytes_in, received),
+        bytes_out_per_delivery=per(bytes_out, received),
+        server_cpu_us_per_delivery=per(server_cpu_s, received, 1e6),
+        server_cpu_percent=round(100 * server_cpu_s / wall_s, 1) if wall_s > 0 else None,
+        server_rss_bytes=end.rss_bytes,
+        server_rss_per_client_bytes=per(start.rss_bytes - idle.rss_bytes, cell.clients),
+        loadgen_cpu_percent=round(sum(p for p in per_process if p is not None), 1),
+        loadgen_cpu_percent_per_process=per_process,
+        loadgen_cpu_us_per_delivery=per(loadgen_cpu_s, received, 1e6),
+        loadgen_procs=cell.loadgen_procs,
+        loadgen_loop_lag_us={k: loop_lag[k] for k in ("p50", "p99", "max")},
+        client_bound=bool(bound_reasons(per_process, loop_lag)),
+        client_bound_reasons=bound_reasons(per_process, loop_lag),
+        clock_offset_us=clock_offset(merged["processes"]),
+        publisher_lag_us={
             "p50": lags[len(lags) // 2] if lags else None,
             "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
             "max": lags[-1] if lags else None,
         },
-    }
+    ).to_json()

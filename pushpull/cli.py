@@ -5,7 +5,8 @@
     pushpull report results/latest
     pushpull compare results/RUN_A results/RUN_B
     pushpull capacity --transports socketio,longpoll --slo-p99 250
-    pushpull perf
+    pushpull perf --transports socketio,sse --clients 1000
+    pushpull transports
 
 Bad input is one line naming the flag, what was wrong and what is allowed, with exit status 2.
 """
@@ -18,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from pushpull import config as cfg
+from pushpull import transports
 
 DEFAULTS = {
     "clients": "10,100,500",
@@ -49,7 +51,7 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--transports",
         default=DEFAULTS["transports"],
-        help="any of socketio,socketio-polling,sse,longpoll,shortpoll (default socketio,longpoll,shortpoll)",
+        help=f"any of {','.join(transports.NAMES)} (default %(default)s)",
     )
     bench.add_argument(
         "--duration",
@@ -104,9 +106,12 @@ def build_parser() -> Parser:
         help="Locust processes per cell (master + N workers when N > 1); a list sweeps (default 1)",
     )
     bench.add_argument(
+        "--client",
         "--socketio-client",
+        dest="client",
         default="lean",
-        help="socketio client: lean (default) or python-socketio; a list compares them",
+        help="load-generator client: lean (default), or a transport's reference client "
+        "(python-socketio for socketio); a list compares them",
     )
     bench.add_argument(
         "--repeat", default="1", help="measure every cell this many times, interleaved (default 1)"
@@ -121,7 +126,20 @@ def build_parser() -> Parser:
     perf = commands.add_parser(
         "perf", help="benchmark the load generator: server vs Locust CPU per delivery, side by side"
     )
-    perf.add_argument("--clients", default="1000", help="Socket.IO clients (default %(default)s)")
+    perf.add_argument(
+        "--transports",
+        default=",".join(transports.NAMES),
+        help="transports to measure (default: all)",
+    )
+    perf.add_argument(
+        "--client",
+        default="lean",
+        help="load-generator clients to compare, e.g. lean,python-socketio (default lean)",
+    )
+    perf.add_argument(
+        "--loadgen-procs", default="1", help="Locust processes; a list compares (default 1)"
+    )
+    perf.add_argument("--clients", default="1000", help="clients per cell (default %(default)s)")
     perf.add_argument("--duration", default="20", help="seconds per window (default %(default)s)")
     perf.add_argument("--repeat", default="3", help="repeats per variant (default %(default)s)")
     perf.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
@@ -161,6 +179,8 @@ def build_parser() -> Parser:
     capacity.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
     capacity.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
 
+    commands.add_parser("transports", help="list the transports pushpull measures")
+
     plot = commands.add_parser("plot", help="draw the charts of a run folder")
     plot.add_argument("run_dir", help="a run folder, e.g. results/latest")
 
@@ -177,9 +197,10 @@ def build_parser() -> Parser:
 
 
 def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
+    chosen = cfg.parse_transports(args.transports)
     return cfg.BenchConfig(
         clients=cfg.parse_clients(args.clients),
-        transports=cfg.parse_transports(args.transports),
+        transports=chosen,
         duration=cfg.parse_duration(args.duration),
         rates=cfg.parse_rates(args.rate),
         poll_intervals=cfg.parse_poll_intervals(args.poll_interval),
@@ -193,7 +214,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         scenario=cfg.parse_scenario(args.scenario),
         send_rates=cfg.parse_send_rates(args.send_rate),
         payload_bytes=cfg.parse_payload_bytes(args.payload_bytes),
-        socketio_clients=cfg.parse_socketio_clients(args.socketio_client),
+        client_kinds=cfg.parse_client_kinds(args.client, chosen),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
         grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
     )
@@ -250,25 +271,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    """socketio broadcast at 2 events/s: lean vs python-socketio client, 1 vs 2 Locust processes."""
+    """Broadcast at 2 events/s per transport (and client, and Locust process count), repeated
+    and interleaved: the load generator's CPU per delivery beside the server's."""
     from analysis.perf import write_perf_report
     from pushpull.sweep import run_sweep
 
+    chosen = cfg.parse_transports(args.transports)
     config = cfg.BenchConfig(
         clients=cfg.parse_clients(args.clients),
-        transports=["socketio"],
+        transports=chosen,
         duration=cfg.parse_duration(args.duration),
         rates=[2.0],
         out=cfg.check_out_dir(args.out),
-        socketio_clients=["lean", "python-socketio"],
-        loadgen_procs=[1, 2],
+        client_kinds=cfg.parse_client_kinds(args.client, chosen),
+        loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
     )
-    status, run_dir = run_sweep(config, pin=not args.no_pin)
-    if status == 0:
+    status, run_dir = run_sweep(config, pin=not args.no_pin, command="perf")
+    if status in (0, 130) and (run_dir / "summary.json").exists():
         report = write_perf_report(run_dir)
         print(report.read_text())
-        print(f"pushpull: perf report in {report}")
+        print(f"pushpull: perf report in {report} and {report.with_suffix('.json')}")
     return status
 
 
@@ -338,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report_dir(Path(args.run_dir))
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "transports":
+            print(transports.text_table())
+            return 0
     except cfg.UsageError as exc:
         print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
         return 2

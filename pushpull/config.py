@@ -9,16 +9,9 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-TRANSPORTS = ("socketio", "socketio-polling", "sse", "longpoll", "shortpoll")
+from pushpull import transports, variants
+
 SCENARIOS = ("broadcast", "chat")
-SOCKETIO_CLIENTS = ("lean", "python-socketio")
-SERVER_OF = {
-    "socketio": "servers.push",
-    "socketio-polling": "servers.push",
-    "sse": "servers.longpoll",
-    "longpoll": "servers.longpoll",
-    "shortpoll": "servers.longpoll",
-}
 MAX_CLIENTS = 20_000
 MAX_DURATION_S = 3600.0
 MAX_RATE = 10_000.0
@@ -31,52 +24,33 @@ class UsageError(Exception):
 @dataclass(frozen=True)
 class Cell:
     """One measured point: a transport at a client count and rate (and poll interval...). In the
-    chat scenario `rate` is each client's send rate and the server publishes no ticks."""
+    chat scenario `rate` is each client's send rate and the server publishes no ticks. Its
+    variants are described once, in pushpull/variants.py."""
 
     transport: str
     clients: int
     rate: float
     poll_interval: float | None
-    socketio_client: str | None = None  # socketio only: "lean" or "python-socketio"
+    client: str | None = None  # a non-default load-generator client of the transport
     loadgen_procs: int = 1
     repeat: int = 1  # 1..N when each cell is measured N times
     scenario: str = "broadcast"
     payload_bytes: int = 0
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
     @property
     def name(self) -> str:
         """Folder name, e.g. 'shortpoll-c100-r2-i0.5', 'socketio-c1000-r2-psio-p2'."""
-        name = f"{self.transport}-c{self.clients}-r{self.rate:g}"
-        if self.poll_interval is not None:
-            name += f"-i{self.poll_interval:g}"
-        if self.socketio_client == "python-socketio":
-            name += "-psio"
-        if self.loadgen_procs > 1:
-            name += f"-p{self.loadgen_procs}"
-        if self.payload_bytes:
-            name += f"-b{self.payload_bytes}"
-        if self.scenario == "chat":
-            name += "-chat"
-        if self.repeat > 1:
-            name += f"-rep{self.repeat}"
-        return name
+        return variants.name(self.as_dict())
 
     def label(self) -> str:
-        if self.scenario == "chat":
-            text = f"{self.transport} x{self.clients} chat, each sending {self.rate:g}/s"
-        else:
-            text = f"{self.transport} x{self.clients} @ {self.rate:g}/s"
-        if self.poll_interval is not None:
-            text += f", every {self.poll_interval:g} s"
-        if self.socketio_client == "python-socketio":
-            text += ", python-socketio client"
-        if self.loadgen_procs > 1:
-            text += f", {self.loadgen_procs} Locust processes"
-        if self.payload_bytes:
-            text += f", {self.payload_bytes} B payload"
-        if self.repeat > 1:
-            text += f" (repeat {self.repeat})"
-        return text
+        return variants.label(self.as_dict())
+
+    @property
+    def spec(self) -> transports.Transport:
+        return transports.get(self.transport)
 
 
 @dataclass
@@ -92,7 +66,7 @@ class BenchConfig:
     spawn_rate: float = 200.0
     grace: float = 2.0
     longpoll_timeout: float = 20.0
-    socketio_clients: list[str] = field(default_factory=lambda: ["lean"])
+    client_kinds: list[str] = field(default_factory=lambda: ["lean"])
     loadgen_procs: list[int] = field(default_factory=lambda: [1])
     repeat: int = 1
     scenario: str = "broadcast"
@@ -106,8 +80,15 @@ class BenchConfig:
         for transport, clients, rate, procs, pad in itertools.product(
             self.transports, self.clients, rates, self.loadgen_procs, self.payload_bytes
         ):
-            intervals = self.poll_intervals if transport == "shortpoll" else [None]
-            kinds = self.socketio_clients if transport == "socketio" else [None]
+            spec = transports.get(transport)
+            intervals = self.poll_intervals if "poll_interval" in spec.dimensions else [None]
+            kinds = list(
+                dict.fromkeys(
+                    None if kind == spec.default_client else kind
+                    for kind in self.client_kinds
+                    if kind in spec.clients
+                )
+            ) or [None]
             cells.extend(
                 Cell(transport, clients, rate, interval, kind, procs, 1, self.scenario, pad)
                 for interval, kind in itertools.product(intervals, kinds)
@@ -178,21 +159,31 @@ def bounded_float(
 
 
 def transport_name(flag: str, text: str, what: str, example: str) -> str:
-    if text not in TRANSPORTS:
-        raise UsageError(f"{flag}: unknown transport {text!r} (allowed: {', '.join(TRANSPORTS)})")
-    return text
+    try:
+        return transports.get(text).name
+    except transports.UnknownTransport as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
-def socketio_client_name(flag: str, text: str, what: str, example: str) -> str:
-    if text not in SOCKETIO_CLIENTS:
+def client_kind(flag: str, text: str, what: str, example: str) -> str:
+    if text not in transports.CLIENT_KINDS:
         raise UsageError(
-            f"{flag}: unknown client {text!r} (allowed: {', '.join(SOCKETIO_CLIENTS)})"
+            f"{flag}: unknown client {text!r} (allowed: {', '.join(transports.CLIENT_KINDS)})"
         )
     return text
 
 
-def parse_socketio_clients(text: str) -> list[str]:
-    return parse_list("--socketio-client", text, socketio_client_name, "Socket.IO clients", "lean")
+def parse_client_kinds(text: str, chosen: list[str]) -> list[str]:
+    """--client: load-generator clients to compare; each must belong to a chosen transport."""
+    kinds = parse_list("--client", text, client_kind, "load-generator clients", "lean")
+    for kind in kinds:
+        offering = [t.name for t in transports.REGISTRY if kind in t.clients]
+        if not any(name in chosen for name in offering):
+            raise UsageError(
+                f"--client: {kind!r} is a client of {', '.join(offering)} only, "
+                f"and --transports has none of them"
+            )
+    return kinds
 
 
 def parse_loadgen_procs(text: str) -> list[int]:
@@ -235,7 +226,9 @@ def parse_clients(text: str) -> list[int]:
 
 
 def parse_transports(text: str) -> list[str]:
-    return parse_list("--transports", text, transport_name, "transports", ",".join(TRANSPORTS))
+    return parse_list(
+        "--transports", text, transport_name, "transports", ",".join(transports.NAMES)
+    )
 
 
 def parse_rates(text: str) -> list[float]:

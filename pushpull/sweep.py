@@ -21,8 +21,7 @@ from pushpull.cell import run_cell
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import build_manifest, new_run_dir, point_latest, write_json
 from pushpull.procs import HarnessError, Managed
-
-SCHEMA_VERSION = 1
+from pushpull.schema import SCHEMA_VERSION
 
 
 def cpu_placement(pin: bool) -> dict:
@@ -140,12 +139,12 @@ def measure_floor(run_dir: Path, cpus: dict, count: int = 300) -> dict | None:
     return {"websocket_echo_rtt_us": rtt, "one_way_us": rtt["p50"] / 2, "count": result["count"]}
 
 
-def run_sweep(config: BenchConfig, pin: bool = True) -> tuple[int, Path]:
+def run_sweep(config: BenchConfig, pin: bool = True, command: str = "bench") -> tuple[int, Path]:
     """Every cell of the configuration, in order. Returns (exit status, run folder): 0 done,
     1 a run failure, 130 interrupted."""
     cells = config.cells()
     pending = iter(cells)
-    return run_cells(config, pin, lambda _done: next(pending, None), cells)
+    return run_cells(config, pin, lambda _done: next(pending, None), cells, command)
 
 
 def run_cells(

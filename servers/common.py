@@ -82,6 +82,10 @@ class EventLog:
         woken.set()
         return event
 
+    def newest_json(self) -> str:
+        """The JSON text of the event just published (encoded once, sent to every client)."""
+        return self._events[-1][1]
+
     def since(self, after: int) -> tuple[list[str], bool]:
         """JSON of the retained events with seq > after, oldest first; True if some are gone."""
         newer = self.last_seq - after

@@ -1,0 +1,261 @@
+"""pushpull's Locust hooks: its command-line options, the steady-state window (decided on the
+master, or the only process, and sent to workers), the clock offset to the server, event-loop lag,
+Locust's request stats added in bulk, and the measurements each process writes when the test
+stops. The user classes live in their transports' own modules (named by the registry,
+pushpull/transports.py); this module knows none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import gevent
+from geventhttpclient import URL, HTTPClient
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import StatsEntry, bucket_response_time
+
+from loadtests.recorder import Recorder, record_us, write_json
+from loadtests.ws import Reactor
+from pushpull import transports
+
+LOOP_LAG_PERIOD_S = 0.010
+log = logging.getLogger("pushpull")
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--transport",
+        choices=transports.NAMES,
+        default=os.environ.get("PUSHPULL_TRANSPORT", transports.NAMES[0]),
+        include_in_web_ui=False,
+        help=f"which client to swarm with (default {transports.NAMES[0]}, or $PUSHPULL_TRANSPORT)",
+    )
+    parser.add_argument(
+        "--client",
+        "--socketio-client",
+        dest="client",
+        choices=transports.CLIENT_KINDS,
+        default="lean",
+        help="the transport's load-generator client: lean (pushpull's) or its reference client",
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=("broadcast", "chat"),
+        default="broadcast",
+        help="broadcast: the server publishes; chat: every client sends messages (default broadcast)",
+    )
+    parser.add_argument(
+        "--send-rate", type=float, default=0.2, help="chat: messages per second per client (0.2)"
+    )
+    parser.add_argument(
+        "--payload-bytes", type=int, default=0, help="chat: pad each message with this many bytes"
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.5, help="short-poll period in seconds (0.5)"
+    )
+    parser.add_argument(
+        "--longpoll-timeout", type=float, default=20.0, help="long-poll hold in seconds (20)"
+    )
+    parser.add_argument(
+        "--grace", type=float, default=2.0, help="seconds after spawning before the window (2)"
+    )
+    parser.add_argument(
+        "--measure", type=float, default=0.0, help="window length in seconds, 0 = until stop"
+    )
+    parser.add_argument(
+        "--drain", type=float, default=1.0, help="seconds after the window before quitting (1)"
+    )
+    parser.add_argument(
+        "--pushpull-out", default="", include_in_web_ui=False, help="folder for measurements"
+    )
+
+
+@events.init.add_listener
+def on_init(environment, runner, **_kwargs) -> None:
+    options = environment.parsed_options
+    if options is None:  # used as a library, not from the locust command
+        return
+    spec = transports.get(options.transport)
+    if options.client not in spec.clients:
+        raise SystemExit(
+            f"locust: --client {options.client} is not a client of {spec.name} "
+            f"(allowed: {', '.join(spec.clients)})"
+        )
+    chosen = transports.resolve(spec.client_path(options.client))
+    if not options.user_classes:  # positional class names on the command line win
+        environment.user_classes[:] = [chosen]
+    environment.pushpull = Recorder(transport=options.transport)
+    environment.pushpull_stats = BulkStats(environment)
+    environment.pushpull_reactor = Reactor()
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(
+            "pushpull_window", lambda msg, **_kw: open_window(environment, **msg.data)
+        )
+    else:  # spawning_complete carries no environment: bind it here
+        environment.events.spawning_complete.add_listener(
+            lambda user_count, **_kw: decide_window(environment, user_count)
+        )
+
+
+@events.test_start.add_listener
+def on_test_start(environment, **_kwargs) -> None:
+    recorder: Recorder = environment.pushpull
+    try:
+        recorder.set_clock(*measure_clock_offset(environment.host))
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning(
+            "pushpull: no clock offset from %s/time (%s); assuming 0", environment.host, exc
+        )
+    if not isinstance(environment.runner, MasterRunner):
+        gevent.spawn(watch_loop_lag, environment.pushpull)
+        gevent.spawn(environment.pushpull_stats.run)
+
+
+def decide_window(environment, user_count: int) -> None:
+    """On the master (or the only process): the window starts --grace s after spawning completed;
+    workers are told by message so every process uses the same window."""
+    runner = environment.runner
+    options = environment.parsed_options
+    start_ns = environment.pushpull.server_now() + int(options.grace * 1e9)
+    end_ns = start_ns + int(options.measure * 1e9) if options.measure > 0 else None
+    if isinstance(runner, MasterRunner):
+        runner.send_message("pushpull_window", {"start_ns": start_ns, "end_ns": end_ns})
+    open_window(environment, start_ns, end_ns)
+    if options.pushpull_out:
+        window = {"start_ns": start_ns, "end_ns": end_ns, "clients": user_count}
+        write_json(Path(options.pushpull_out) / "window.json", window)
+    if options.headless and end_ns is not None:
+        gevent.spawn(quit_after, runner, end_ns + int(options.drain * 1e9))
+
+
+@events.test_stopping.add_listener
+def on_test_stopping(environment, **_kwargs) -> None:
+    """Before users are stopped (their on_stop may block), write this process's measurements."""
+    recorder: Recorder = environment.pushpull
+    if isinstance(environment.runner, MasterRunner):
+        return
+    environment.pushpull_stats.flush()
+    if recorder.cpu_end is None and recorder.cpu_start is not None:
+        recorder.window_ended()
+    latency = recorder.histograms["latency"]
+    log.info(
+        "pushpull %s: %d deliveries in the window, p50 %.1f ms, p99 %.1f ms, %d duplicates",
+        recorder.transport,
+        latency.get_total_count(),
+        latency.get_value_at_percentile(50) / 1000,
+        latency.get_value_at_percentile(99) / 1000,
+        recorder.duplicates,
+    )
+    out = environment.parsed_options.pushpull_out
+    if out:
+        recorder.write(out)
+
+
+def open_window(environment, start_ns: int, end_ns: int | None) -> None:
+    """Set the window and take this process's CPU snapshots at its edges."""
+    recorder: Recorder = environment.pushpull
+    recorder.window.start_ns, recorder.window.end_ns = start_ns, end_ns
+
+    def at_edges() -> None:  # the window is on the server's clock; sleeps are on ours
+        sleep_until(start_ns - recorder.clock_correction_ns)
+        recorder.window_started()
+        if end_ns is not None:
+            sleep_until(end_ns - recorder.clock_correction_ns)
+            recorder.window_ended()
+
+    gevent.spawn(at_edges)
+
+
+def measure_clock_offset(host: str, samples: int = 15) -> tuple[int, int]:
+    """(server clock - this clock, uncertainty) in ns, from the GET /time exchange with the
+    shortest round trip over one kept-alive connection (NTP's minimum-delay sample)."""
+    url = URL(host.rstrip("/") + "/time")
+    client = HTTPClient.from_url(url, concurrency=1, connection_timeout=5, network_timeout=5)
+    best: tuple[int, int] | None = None
+    try:
+        for _ in range(samples):
+            sent = time.time_ns()
+            response = client.get(url.request_uri)
+            body = response.read()
+            received = time.time_ns()
+            offset = json.loads(body)["t_ns"] - (sent + received) // 2
+            if best is None or received - sent < best[0]:
+                best = (received - sent, offset)
+    finally:
+        client.close()
+    return best[1], best[0] // 2
+
+
+def quit_after(runner, when_ns: int) -> None:
+    sleep_until(when_ns)
+    runner.quit()
+
+
+def sleep_until(when_ns: int) -> None:
+    delay = (when_ns - time.time_ns()) / 1e9
+    if delay > 0:
+        gevent.sleep(delay)
+
+
+def watch_loop_lag(recorder: Recorder) -> None:
+    """How late a greenlet that asks to sleep 10 ms wakes: a busy load generator wakes late."""
+    lag = recorder.histograms["loop_lag"]
+    while True:
+        asked = time.perf_counter()
+        gevent.sleep(LOOP_LAG_PERIOD_S)
+        late_us = int((time.perf_counter() - asked - LOOP_LAG_PERIOD_S) * 1e6)
+        if recorder.in_window_now():
+            record_us(lag, late_us)
+
+
+class BulkStats:
+    """Locust's request stats for the hot paths, added in bulk once a second with
+    `StatsEntry.extend` (what Locust itself uses to merge workers' stats) instead of one
+    `events.request.fire` per delivery or poll: at thousands a second the per-event path was a
+    measurable share of the load generator's CPU. Deliveries appear as type DELIVER (response
+    time = delivery latency), polls as GET. The exact figures come from the HdrHistograms; these
+    feed Locust's UI, CSV and HTML reports."""
+
+    FLUSH_S = 1.0
+
+    def __init__(self, environment) -> None:
+        self.environment = environment
+        self.pending: dict[tuple[str, str], list] = {}  # -> [Counter of whole ms, sum us, min, max]
+
+    def add(self, method: str, name: str, value_us: int) -> None:
+        entry = self.pending.get((method, name))
+        if entry is None:
+            entry = self.pending[(method, name)] = [Counter(), 0, value_us, value_us]
+        entry[0][(value_us + 500) // 1000] += 1
+        entry[1] += value_us
+        if value_us < entry[2]:
+            entry[2] = value_us
+        elif value_us > entry[3]:
+            entry[3] = value_us
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, {}
+        stats, now = self.environment.stats, time.time()
+        for (method, name), (counts, total_us, low_us, high_us) in pending.items():
+            batch = StatsEntry(stats, name, method)
+            batch.num_requests = sum(counts.values())
+            batch.num_reqs_per_sec[int(now)] = batch.num_requests
+            for ms, count in counts.items():
+                batch.response_times[bucket_response_time(ms)] += count
+            batch.total_response_time = total_us / 1000
+            batch.min_response_time, batch.max_response_time = low_us / 1000, high_us / 1000
+            batch.start_time = batch.last_request_timestamp = now
+            stats.get(name, method).extend(batch)
+            stats.total.extend(batch)
+
+    def run(self) -> None:
+        while True:
+            gevent.sleep(self.FLUSH_S)
+            self.flush()

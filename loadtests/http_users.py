@@ -1,0 +1,176 @@
+"""The REST server's load-generator users: Server-Sent Events, long polling and short polling.
+Every stream and every poll is read by the process's Reactor (loadtests/ws.py), so no greenlet
+is woken per delivery or per poll; short polls are sent from the reactor's timer. Chat messages
+are POSTs on a connection of their own, from the user's sender greenlet. Which class serves which
+transport is said by the registry (pushpull/transports.py).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from loadtests.leanhttp import LeanHTTP, ReactorHTTP, ReactorSSE
+from loadtests.users import ReactorUser, fire_delivery
+
+GOLDEN_RATIO = 0.6180339887498949
+
+
+class PostingUser(ReactorUser):
+    """HTTP transports send chat messages as POST /messages on a connection of their own."""
+
+    abstract = True
+
+    def connect(self) -> None:
+        self.messages = LeanHTTP(self.host)
+
+    def send_chat(self, message: dict) -> None:
+        status, body, _ = self.messages.request("POST", "/messages", json.dumps(message).encode())
+        if status != 201:
+            raise ConnectionError(f"POST /messages answered HTTP {status}: {body[:80]!r}")
+
+    def disconnect(self) -> None:
+        self.messages.close()
+
+
+class SSEUser(PostingUser):
+    """Server-Sent Events: one streamed response read by the reactor; when the server drops it,
+    the stream resumes with Last-Event-ID (the events published meanwhile are sent first)."""
+
+    connect_name = "GET /stream"
+
+    def connect(self) -> None:
+        super().connect()
+        self.client = ReactorSSE(self.host, self.environment.pushpull_reactor, self.on_sse)
+        self.start_connection()
+        deadline = time.monotonic() + 30
+        while self.tracker.base is None:  # connected once the welcome arrived
+            if self.client.closed.is_set():
+                raise ConnectionError("GET /stream ended before its welcome")
+            if time.monotonic() > deadline:
+                raise ConnectionError("no welcome on GET /stream within 30 s")
+            self.client.closed.wait(0.01)
+
+    def start_connection(self) -> None:
+        self.client.start()
+
+    def connection_closed(self):
+        return self.client.closed
+
+    def on_sse(self, name: str, data, t_recv: int) -> None:
+        # SSE's default event name is `message`; the protocol's deliveries are its events
+        if name == "message":
+            self.on_event("response", data, t_recv)
+        elif name == "welcome" and self.tracker.segment is None:
+            self.on_event("welcome", data, t_recv)
+        # a resumed stream's welcome: the same events stay owed, the same segment goes on
+
+    def disconnect(self) -> None:
+        self.client.close()
+        super().disconnect()
+
+
+class PollingUser(PostingUser):
+    """Shared by the polling clients: a baseline (GET /events), then polls over one kept-alive
+    connection whose answers the reactor reads and delivers."""
+
+    abstract = True
+    connect_name = "GET /events (baseline)"
+    poll_name = ""
+
+    def connect(self) -> None:
+        super().connect()
+        status, body, _ = self.messages.request("GET", "/events")
+        if status != 200:
+            raise ConnectionError(f"GET /events answered HTTP {status}")
+        self.cursor = json.loads(body)["last_seq"]
+        self.tracker.joined(self.cursor)
+        self.poller = ReactorHTTP(self.host, self.environment.pushpull_reactor, self.on_answer)
+        self.start_connection()
+
+    def start_connection(self) -> None:
+        self.poller.start()
+        self.poll_now()
+
+    def connection_closed(self):
+        return self.poller.closed
+
+    def poll_now(self) -> None:
+        self.sent = time.time_ns()
+        self.poller.send("GET", f"/events?after={self.cursor}&timeout={self.hold_s:g}")
+
+    def on_answer(self, status: int, raw: bytes, t_recv: int) -> None:
+        """An answer, on the reactor's greenlet: deliver its events, then poll again."""
+        recorder = self.recorder
+        self.environment.pushpull_stats.add("GET", self.poll_name, (t_recv - self.sent) // 1000)
+        recorder.note_poll(self.tracker, self.sent, t_recv)
+        delivered = 0
+        if status == 200:
+            events = json.loads(raw)["events"]
+            tracker = self.tracker
+            for event in events:
+                latency_us = tracker.deliver(event, t_recv)
+                if latency_us is not None:
+                    delivered += 1
+                    fire_delivery(self, latency_us)
+            if events:
+                self.cursor = max(self.cursor, events[-1]["seq"])
+        else:
+            recorder.errors += 1
+        recorder.record_poll(delivered)
+        self.next_poll()
+
+    def next_poll(self) -> None:
+        raise NotImplementedError
+
+    def disconnect(self) -> None:
+        self.poller.close()
+        super().disconnect()
+
+
+class LongPollUser(PollingUser):
+    """Long polling: each request is held by the server until there is something new; the next
+    one leaves as soon as an answer arrives."""
+
+    poll_name = "GET /events (long-poll)"
+
+    def on_start(self) -> None:
+        self.hold_s = self.environment.parsed_options.longpoll_timeout
+        super().on_start()
+
+    def next_poll(self) -> None:
+        self.poll_now()
+
+
+class ShortPollUser(PollingUser):
+    """Short polling every --poll-interval seconds on an absolute schedule, sent from the
+    reactor's timer. Phases are spread evenly from a random start (a golden-ratio sequence), so
+    even a few clients sample the whole interval; Locust's constant_pacing would line up clients
+    spawned together. A poll whose answer comes later than the next slot leaves at once."""
+
+    poll_name = "GET /events (short-poll)"
+    hold_s = 0.0
+    spread = random.random()
+
+    def on_start(self) -> None:
+        self.interval_ns = int(self.environment.parsed_options.poll_interval * 1e9)
+        ShortPollUser.spread = (ShortPollUser.spread + GOLDEN_RATIO) % 1.0
+        self.next_ns = time.time_ns() + int(ShortPollUser.spread * self.interval_ns)
+        super().on_start()
+
+    def start_connection(self) -> None:
+        self.poller.start()
+        self.environment.pushpull_reactor.call_at(self.next_ns, self.scheduled_poll)
+
+    def scheduled_poll(self) -> None:
+        if self.poller.closed.is_set():
+            return
+        try:
+            self.poll_now()
+        except OSError:
+            self.poller.close()  # the user's greenlet counts the drop and resumes
+
+    def next_poll(self) -> None:
+        self.next_ns += self.interval_ns
+        self.environment.pushpull_reactor.call_at(self.next_ns, self.scheduled_poll)

@@ -1,0 +1,224 @@
+"""Blocking protocol clients, one per way of speaking docs/protocol.md: the harness's verify step
+(pushpull/verify.py) and the protocol test (tests/test_protocol.py) both use these, so the
+protocol is checked by one implementation. They are plain and slow on purpose (the load
+generator has its own lean clients): python-socketio's SimpleClient, simple-websocket's Client,
+the standard library's http.client with pushpull's one SSE parser.
+
+    probe = SSEProbe("http://127.0.0.1:5002")   # connected; probe.baseline is the welcome's last_seq
+    seq = probe.send({"text": "hi", "t_send": time.time_ns()})   # None where the wire has no ack
+    events = probe.receive(5)                   # the next 5 events, in order
+    probe.close()
+
+Every failure is a `ProbeError` (or OSError/ValueError from the socket) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from loadtests.sse import SSEParser
+
+
+class ProbeError(Exception):
+    """The server did not answer as docs/protocol.md says."""
+
+
+def call(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0):
+    """(status, JSON body) of an HTTP request; error statuses too."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text)
+        except ValueError:
+            return exc.code, {"raw": text.decode(errors="replace")}
+
+
+def post_message(url: str, message: dict) -> int:
+    status, body = call(url + "/messages", "POST", message)
+    if status != 201 or not isinstance(body.get("seq"), int):
+        raise ProbeError(f"POST /messages: expected 201 {{seq: N}}, got {status} {body}")
+    return body["seq"]
+
+
+def welcome_baseline(welcome: object, where: str) -> int:
+    if not isinstance(welcome, dict) or not isinstance(welcome.get("last_seq"), int):
+        raise ProbeError(f"{where}: expected a welcome with an integer last_seq, got {welcome!r}")
+    return welcome["last_seq"]
+
+
+class Probe:
+    """What every probe offers; `checks(url)` are extra checks of the transport's own routes."""
+
+    baseline: int
+    welcome: dict
+
+    @staticmethod
+    def checks(url: str) -> list[str]:
+        return []
+
+    def send(self, message: dict) -> int | None:
+        raise NotImplementedError
+
+    def receive(self, count: int, timeout: float = 5.0) -> list[dict]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SocketIOProbe(Probe):
+    """python-socketio's SimpleClient on one Engine.IO transport (websocket or polling)."""
+
+    def __init__(self, url: str, engineio_transport: str = "websocket") -> None:
+        import socketio
+
+        self.client = socketio.SimpleClient()
+        try:
+            self.client.connect(url, transports=[engineio_transport], wait_timeout=10)
+            name, welcome = self.client.receive(timeout=5)
+        except Exception:
+            self.client.disconnect()
+            raise
+        if name != "welcome":
+            self.close()
+            raise ProbeError(f"socket.io: expected `welcome` first, got {name!r}")
+        self.welcome = welcome
+        self.baseline = welcome_baseline(welcome, "socket.io welcome")
+
+    def send(self, message: dict) -> int | None:
+        ack = self.client.call("message", message, timeout=5)
+        if not isinstance(ack, dict) or not isinstance(ack.get("seq"), int):
+            raise ProbeError(
+                f"socket.io: `message` acknowledgement should be {{seq: N}}, got {ack}"
+            )
+        return ack["seq"]
+
+    def receive(self, count: int, timeout: float = 5.0) -> list[dict]:
+        events = []
+        while len(events) < count:
+            name, event = self.client.receive(timeout=timeout)
+            if name != "response":
+                raise ProbeError(f"socket.io: deliveries arrive as `response`, got {name!r}")
+            events.append(event)
+        return events
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+class SSEProbe(Probe):
+    """`GET /stream` read with http.client and pushpull's SSE parser; chat via POST /messages."""
+
+    def __init__(self, url: str, last_event_id: int | None = None) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self.connection.request("GET", "/stream", headers=headers)
+        self.response = self.connection.getresponse()
+        kind = self.response.getheader("Content-Type", "")
+        if self.response.status != 200 or not kind.startswith("text/event-stream"):
+            body = self.response.read(200)
+            self.close()
+            raise ProbeError(
+                f"GET /stream: expected 200 text/event-stream, got {self.response.status} {kind} {body!r}"
+            )
+        self.parser = SSEParser()
+        self.pending: list[tuple[str, str, str | None]] = []
+        name, data, _ = self._message()
+        if name != "welcome":
+            self.close()
+            raise ProbeError(f"GET /stream: expected a `welcome` first, got {name} {data}")
+        self.welcome = json.loads(data)
+        self.baseline = welcome_baseline(self.welcome, "GET /stream welcome")
+
+    def _message(self) -> tuple[str, str, str | None]:
+        while not self.pending:
+            line = self.response.readline()
+            if not line:
+                raise ProbeError("GET /stream: the server ended the stream")
+            self.pending += self.parser.feed(line.decode())
+        return self.pending.pop(0)
+
+    def send(self, message: dict) -> int | None:
+        return post_message(self.url, message)
+
+    def receive(self, count: int, timeout: float = 5.0) -> list[dict]:
+        self.connection.sock.settimeout(timeout)
+        events = []
+        while len(events) < count:
+            name, data, event_id = self._message()
+            if name != "message":
+                raise ProbeError(f"GET /stream: deliveries are unnamed SSE messages, got {name!r}")
+            event = json.loads(data)
+            if event_id != str(event.get("seq")):
+                raise ProbeError(f"GET /stream: id {event_id!r} is not the event's seq {event}")
+            events.append(event)
+        return events
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class PollProbe(Probe):
+    """`GET /events`: a baseline, then polls held `hold_s` seconds (0: short polls every 50 ms)."""
+
+    def __init__(self, url: str, hold_s: float = 5.0) -> None:
+        self.url, self.hold_s = url, hold_s
+        status, body = call(url + "/events")
+        if status != 200 or body.get("events") != [] or not isinstance(body.get("last_seq"), int):
+            raise ProbeError(
+                f"GET /events: expected 200 {{events: [], last_seq: N}}, got {status} {body}"
+            )
+        self.welcome = body
+        self.baseline = self.cursor = body["last_seq"]
+        self.pending: list[dict] = []  # events a poll returned beyond what was asked for
+
+    @staticmethod
+    def checks(url: str) -> list[str]:
+        status, body = call(url + "/events?after=abc")
+        if status != 400 or "error" not in body:
+            return [f"GET /events?after=abc: expected 400 with a JSON error, got {status} {body}"]
+        return []
+
+    def send(self, message: dict) -> int | None:
+        return post_message(self.url, message)
+
+    def receive(self, count: int, timeout: float = 5.0) -> list[dict]:
+        events, self.pending = self.pending, []
+        deadline = time.monotonic() + timeout
+        while len(events) < count:
+            if time.monotonic() > deadline:
+                raise ProbeError(
+                    f"GET /events: {len(events)} of {count} events within {timeout:g} s"
+                )
+            status, body = call(
+                f"{self.url}/events?after={self.cursor}&timeout={self.hold_s:g}",
+                timeout=self.hold_s + 5,
+            )
+            if status != 200 or not isinstance(body.get("last_seq"), int):
+                raise ProbeError(f"GET /events: expected 200 with last_seq, got {status} {body}")
+            events += body["events"]
+            if body["events"]:
+                self.cursor = body["events"][-1]["seq"]
+            elif self.hold_s == 0:
+                time.sleep(0.05)
+        events, self.pending = events[:count], events[count:]
+        return events
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,98 @@
+"""The result schema, written down once as types: a cell of summary.json is a `CellSummary`.
+docs/results.md explains every key; `pushpull report` and `pushpull compare` read this version
+and the ones before it (see `upgrade_cell`).
+
+Version history:
+    1  first version (the load-generator client was `socketio_client`, for socketio only)
+    2  `client` replaces `socketio_client` (null = the transport's default client); `role`
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TypedDict
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+class LatencySummary(TypedDict):
+    count: int
+    min: int | None
+    p50: int | None
+    p90: int | None
+    p99: int | None
+    p999: int | None
+    max: int | None
+    mean: float | None
+
+
+class Tail(TypedDict):
+    p50: int | None
+    p99: int | None
+    max: int | None
+
+
+class ClockOffset(TypedDict):
+    offset: float | None
+    uncertainty: float | None
+    per_process: list[dict]
+
+
+@dataclass
+class CellSummary:
+    transport: str
+    role: str  # "push" or "poll", from the transport registry
+    clients: int
+    rate: float
+    poll_interval: float | None
+    client: str | None
+    repeat: int
+    scenario: str
+    payload_bytes: int
+    sent: int
+    duration_s: float
+    name: str
+    window: dict
+    clients_connected: int
+    latency_us: LatencySummary
+    latency_from_schedule_us: LatencySummary
+    warmup_latency_us: LatencySummary
+    published: int
+    expected: int
+    received: int
+    lost: int
+    duplicates: int
+    reordered: int
+    errors: int
+    requests: int | None
+    requests_per_delivery: float | None
+    empty_poll_share: float | None
+    bytes_per_delivery: float | None
+    bytes_out_per_delivery: float | None
+    server_cpu_us_per_delivery: float | None
+    server_cpu_percent: float | None
+    server_rss_bytes: int
+    server_rss_per_client_bytes: float | None
+    loadgen_cpu_percent: float
+    loadgen_cpu_percent_per_process: list[float | None]
+    loadgen_cpu_us_per_delivery: float | None
+    loadgen_procs: int
+    loadgen_loop_lag_us: Tail
+    client_bound: bool
+    client_bound_reasons: list[str]
+    clock_offset_us: ClockOffset
+    publisher_lag_us: Tail
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def upgrade_cell(cell: dict, version: int) -> dict:
+    """A cell of an older summary.json in the current shape (what analysis reads)."""
+    if version == 1:
+        cell = dict(cell)
+        kind = cell.pop("socketio_client", None)
+        cell["client"] = None if kind in (None, "lean") else kind
+        cell.setdefault("role", None)
+    return cell

@@ -1,0 +1,194 @@
+"""The transport registry: every transport pushpull measures is declared here once, and everything
+else (the CLI's choices, the server to start, Locust's `--transport` choices and user classes,
+the verify step, chart colours and labels, the findings' baseline, the protocol test's
+parameters, the README's transport table) is derived from these entries.
+
+Adding a transport is: a server module in `servers/` (or an existing one), a load-generator user
+class in `loadtests/`, a probe in `pushpull/probes.py` if no existing one fits, one `Transport`
+entry below and its section in docs/protocol.md.
+
+This module imports nothing beyond the standard library: the harness, the analysis and the
+Locust process all read it. Client and probe classes are named by import path ("module:Class")
+and imported only by the process that uses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+PUSH, POLL = "push", "poll"
+DIMENSIONS = ("poll_interval", "client")  # the per-transport sweep dimensions
+
+
+class UnknownTransport(ValueError):
+    """A transport name that is not in the registry: never a silent fallback."""
+
+
+@dataclass(frozen=True)
+class ClientVariant:
+    """One load-generator client for a transport: `tag` marks it in run-folder names (the
+    default client has none), `path` is its Locust user class as "module:Class"."""
+
+    path: str
+    tag: str = ""
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class Transport:
+    name: str
+    label: str  # for charts, tables and findings
+    color: str  # one colour everywhere (Okabe-Ito, colour-blind safe)
+    role: str  # PUSH (the server sends when it publishes) or POLL (the client asks)
+    server: str  # the module that serves it: `python -m <server> --port ...`
+    server_text: str  # what that server is, in words (README, `pushpull transports`)
+    does: str  # what one client does, in words
+    clients: dict[str, ClientVariant]  # client kind -> variant; the first is the default
+    probe: str  # "module:Class" of the blocking protocol client used by verify and the tests
+    probe_options: dict = field(default_factory=dict)
+    dimensions: tuple[str, ...] = ()  # which of DIMENSIONS apply ("client" when >1 client)
+    counts_requests: bool = True  # whether HTTP requests per delivery mean something
+    baseline: bool = False  # the push transport the findings compare every other one against
+
+    @property
+    def default_client(self) -> str:
+        return next(iter(self.clients))
+
+    def client_path(self, kind: str | None) -> str:
+        return self.clients[kind or self.default_client].path
+
+    def probe_factory(self):
+        """A callable url -> connected probe (see pushpull/probes.py)."""
+        cls = resolve(self.probe)
+        return lambda url: cls(url, **self.probe_options)
+
+    @property
+    def server_name(self) -> str:
+        """The name the server gives in /healthz: its module's last part."""
+        return self.server.rsplit(".", 1)[1]
+
+
+SOCKETIO_LEAN = ClientVariant(
+    "loadtests.socketio_users:SocketIOUser", "", "pushpull's lean client on the shared reactor"
+)
+SOCKETIO_REFERENCE = ClientVariant(
+    "loadtests.socketio_users:PythonSocketIOUser",
+    "psio",
+    "python-socketio's Client (the reference; a greenlet per message)",
+)
+
+REGISTRY: tuple[Transport, ...] = (
+    Transport(
+        name="socketio",
+        label="Socket.IO (websocket push)",
+        color="#0072B2",  # blue
+        role=PUSH,
+        server="servers.push",
+        server_text="Flask-SocketIO (websocket through simple-websocket)",
+        does="holds a websocket; events are pushed as Socket.IO `response` events",
+        clients={"lean": SOCKETIO_LEAN, "python-socketio": SOCKETIO_REFERENCE},
+        probe="pushpull.probes:SocketIOProbe",
+        probe_options={"engineio_transport": "websocket"},
+        dimensions=("client",),
+        counts_requests=False,
+        baseline=True,
+    ),
+    Transport(
+        name="sse",
+        label="Server-Sent Events",
+        color="#009E73",  # bluish green
+        role=PUSH,
+        server="servers.longpoll",
+        server_text="Flask REST, `GET /stream`",
+        does="one streamed response (Server-Sent Events), `Last-Event-ID` resume",
+        clients={"lean": ClientVariant("loadtests.http_users:SSEUser")},
+        probe="pushpull.probes:SSEProbe",
+    ),
+    Transport(
+        name="longpoll",
+        label="long-poll",
+        color="#D55E00",  # vermillion
+        role=POLL,
+        server="servers.longpoll",
+        server_text="Flask REST, `GET /events?after=SEQ&timeout=20`",
+        does="a request held until something new exists",
+        clients={"lean": ClientVariant("loadtests.http_users:LongPollUser")},
+        probe="pushpull.probes:PollProbe",
+        probe_options={"hold_s": 5.0},
+    ),
+    Transport(
+        name="shortpoll",
+        label="short-poll",
+        color="#E69F00",  # orange
+        role=POLL,
+        server="servers.longpoll",
+        server_text="the same with `timeout=0`",
+        does="a request every `--poll-interval` s from an evenly spread phase",
+        clients={"lean": ClientVariant("loadtests.http_users:ShortPollUser")},
+        probe="pushpull.probes:PollProbe",
+        probe_options={"hold_s": 0.0},
+        dimensions=("poll_interval",),
+    ),
+    Transport(
+        name="socketio-polling",
+        label="Socket.IO (its long-polling)",
+        color="#CC79A7",  # reddish purple
+        role=POLL,
+        server="servers.push",
+        server_text="Flask-SocketIO, Engine.IO long-polling only",
+        does="a held GET per batch of packets, POSTs to send",
+        clients={"lean": ClientVariant("loadtests.socketio_users:SocketIOPollingUser")},
+        probe="pushpull.probes:SocketIOProbe",
+        probe_options={"engineio_transport": "polling"},
+    ),
+)
+TRANSPORTS: dict[str, Transport] = {t.name: t for t in REGISTRY}
+NAMES: tuple[str, ...] = tuple(TRANSPORTS)
+CLIENT_KINDS: tuple[str, ...] = tuple(dict.fromkeys(k for t in REGISTRY for k in t.clients))
+
+
+def get(name: str) -> Transport:
+    """The registry entry of `name`; an unknown name raises UnknownTransport naming the choices."""
+    try:
+        return TRANSPORTS[name]
+    except KeyError:
+        raise UnknownTransport(
+            f"unknown transport {name!r} (allowed: {', '.join(NAMES)})"
+        ) from None
+
+
+def baseline() -> Transport:
+    return next(t for t in REGISTRY if t.baseline)
+
+
+def rank(name: str) -> int:
+    """Sort key: the registry's order (an unknown name is an error, not a last place)."""
+    return NAMES.index(get(name).name)
+
+
+def resolve(path: str):
+    """'package.module:Name' -> the object."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def table_rows() -> list[list[str]]:
+    return [[t.name, t.role, t.server, t.does] for t in REGISTRY]
+
+
+def text_table() -> str:
+    """`pushpull transports`: the registry as aligned columns."""
+    rows = [["transport", "role", "server", "what its client does"], *table_rows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = []
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The README's transport table (tests check the README carries exactly this)."""
+    lines = ["| transport | role | server | what the client does |", "|---|---|---|---|"]
+    lines += [f"| `{t.name}` | {t.role} | {t.server_text} | {t.does} |" for t in REGISTRY]
+    return "\n".join(lines) + "\n"
