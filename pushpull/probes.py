@@ -118,6 +118,49 @@ class SocketIOProbe(Probe):
         self.client.disconnect()
 
 
+class WebSocketProbe(Probe):
+    """simple-websocket's Client on `GET /ws`: a welcome frame, then one JSON text frame per
+    event; a text frame sent is a chat message (no acknowledgement: its seq arrives with it)."""
+
+    PATH = "/ws"
+
+    def __init__(self, url: str) -> None:
+        import simple_websocket
+
+        parts = urlsplit(url)
+        self.ws = simple_websocket.Client.connect(f"ws://{parts.netloc}{self.PATH}")
+        first = self._frame(5.0)
+        if first.get("type") != "welcome":
+            self.close()
+            raise ProbeError(f"GET {self.PATH}: expected a welcome frame first, got {first}")
+        self.welcome = first
+        self.baseline = welcome_baseline(first, f"GET {self.PATH} welcome")
+
+    def _frame(self, timeout: float) -> dict:
+        text = self.ws.receive(timeout=timeout)
+        if text is None:
+            raise ProbeError(f"GET {self.PATH}: nothing arrived within {timeout:g} s")
+        if not isinstance(text, str):
+            raise ProbeError(f"GET {self.PATH}: expected text frames, got {type(text).__name__}")
+        return json.loads(text)
+
+    def send(self, message: dict) -> int | None:
+        self.ws.send(json.dumps(message))
+        return None
+
+    def receive(self, count: int, timeout: float = 5.0) -> list[dict]:
+        events = []
+        while len(events) < count:
+            frame = self._frame(timeout)
+            if "seq" not in frame:
+                raise ProbeError(f"GET {self.PATH}: expected an event frame, got {frame}")
+            events.append(frame)
+        return events
+
+    def close(self) -> None:
+        self.ws.close()
+
+
 class SSEProbe(Probe):
     """`GET /stream` read with http.client and pushpull's SSE parser; chat via POST /messages."""
 

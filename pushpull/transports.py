@@ -95,6 +95,18 @@ REGISTRY: tuple[Transport, ...] = (
         baseline=True,
     ),
     Transport(
+        name="websocket",
+        label="plain WebSocket (push)",
+        color="#56B4E9",  # sky blue
+        role=PUSH,
+        server="servers.websocket",
+        server_text="Flask + flask-sock (simple-websocket), `GET /ws`",
+        does="holds a websocket; every event is one JSON text frame, no Socket.IO framing",
+        clients={"lean": ClientVariant("loadtests.websocket_user:WebSocketUser")},
+        probe="pushpull.probes:WebSocketProbe",
+        counts_requests=False,
+    ),
+    Transport(
         name="sse",
         label="Server-Sent Events",
         color="#009E73",  # bluish green
