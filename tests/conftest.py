@@ -9,8 +9,6 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from pushpull.config import SERVER_OF  # noqa: F401 - which server each transport uses
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pushpull import transports
 from tests.conftest import ROOT, pushpull, running_server
 
 
@@ -28,10 +30,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--clients", "abc"], ["--clients", "'abc'", "whole number"]),
         (["--clients", "10,-5"], ["--clients", "-5"]),
         (["--clients", ""], ["--clients", "empty"]),
-        (
-            ["--transports", "foo"],
-            ["--transports", "'foo'", "socketio, socketio-polling, sse, longpoll"],
-        ),
+        (["--transports", "foo"], ["--transports", "'foo'", ", ".join(transports.NAMES)]),
         (["--duration", "-1"], ["--duration", "-1", "above 0"]),
         (["--duration", "soon"], ["--duration", "'soon'"]),
         (["--rate", "0"], ["--rate", "above 0"]),
@@ -42,7 +41,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--scenario", "gossip"], ["--scenario", "'gossip'", "broadcast, chat"]),
         (["--send-rate", "x"], ["--send-rate", "'x'"]),
         (["--payload-bytes", "-1"], ["--payload-bytes", "-1", "from 0 to 60000"]),
-        (["--socketio-client", "ws4py"], ["--socketio-client", "'ws4py'", "lean, python-socketio"]),
+        (["--client", "ws4py"], ["--client", "'ws4py'", ", ".join(transports.CLIENT_KINDS)]),
+        (["--transports", "longpoll", "--client", "python-socketio"], ["--client", "none of them"]),
         (["--loadgen-procs", "0"], ["--loadgen-procs", "0"]),
         (["--repeat", "many"], ["--repeat", "'many'"]),
     ],
@@ -128,7 +128,7 @@ def test_verify_reports_a_server_that_does_not_speak_the_protocol(tmp_path):
     try:
         line = process.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
         port = line.split(" port ")[1].split()[0]
-        problems = verify("longpoll", f"http://127.0.0.1:{port}", "longpoll", process.pid)
+        problems = verify(transports.get("longpoll"), f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         process.wait()
@@ -144,3 +144,36 @@ def test_make_rejects_a_bad_variable_value():
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "pushpull bench: error: --clients: 'ten' is not a whole number" in result.stderr
+
+
+def test_an_unknown_transport_is_rejected_everywhere(tmp_path):
+    """Every place a transport name can be given refuses an unknown one, loudly."""
+    for command in ("bench", "capacity", "perf"):
+        result = pushpull(command, "--transports", "carrier-pigeon", "--out", str(tmp_path))
+        assert_one_line_error(result, "--transports", "'carrier-pigeon'", "allowed:")
+    locust = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+         "--headless", "--transport", "carrier-pigeon", "--host", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert locust.returncode != 0 and "carrier-pigeon" in locust.stderr
+    assert "invalid choice" in locust.stderr
+    with pytest.raises(transports.UnknownTransport, match="allowed: "):
+        transports.get("carrier-pigeon")
+    # a run folder naming an unknown transport: the report says so in one line
+    run = tmp_path / "run"
+    run.mkdir()
+    cell = {"transport": "carrier-pigeon", "name": "carrier-pigeon-c1-r2"}
+    (run / "summary.json").write_text(json.dumps({"schema_version": 2, "cells": [cell]}))
+    assert_one_line_error(
+        pushpull("report", str(run)), "unknown transport 'carrier-pigeon'", status=1
+    )
+
+
+def test_transports_lists_the_registry_and_the_readme_carries_it():
+    result = pushpull("transports")
+    assert result.returncode == 0
+    rows = result.stdout.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == list(transports.NAMES)
+    readme = (ROOT / "README.md").read_text()
+    assert transports.markdown_table() in readme, "README's transport table = the registry's"

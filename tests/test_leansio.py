@@ -13,7 +13,8 @@ import gevent
 import socketio
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
-from loadtests.leansio import FrameDecoder, LeanSocketIO, Reactor
+from loadtests.leansio import LeanSocketIO
+from loadtests.ws import FrameDecoder, Reactor
 from tests.conftest import ROOT, running_server
 
 

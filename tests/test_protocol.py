@@ -1,4 +1,5 @@
-"""docs/protocol.md, checked against every transport with one parametrized test."""
+"""docs/protocol.md, checked against every transport of the registry with one parametrized test,
+through the same probes (pushpull/probes.py) that the harness's verify step uses."""
 
 from __future__ import annotations
 
@@ -10,162 +11,27 @@ import urllib.parse
 import urllib.request
 
 import pytest
-import socketio
 
-from tests.conftest import SERVER_OF, running_server
-
-TRANSPORTS = list(SERVER_OF)
-
-
-def call(url: str, method: str = "GET", body: dict | None = None, timeout: float = 10):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+from pushpull import transports
+from pushpull.probes import SSEProbe, call
+from pushpull.verify import verify
+from tests.conftest import running_server
 
 
-class SocketIOClient:
-    """python-socketio's client, on the websocket or on the long-polling transport."""
-
-    def __init__(self, url: str, transport: str = "websocket"):
-        self.client = socketio.SimpleClient()
-        self.client.connect(url, transports=[transport], wait_timeout=10)
-        name, welcome = self.client.receive(timeout=5)
-        assert name == "welcome", f"first event must be welcome, got {name}"
-        self.welcome = welcome
-        self.baseline = welcome["last_seq"]
-
-    def send(self, message: dict) -> int:
-        return self.client.call("message", message, timeout=5)["seq"]
-
-    def receive(self, count: int) -> list[dict]:
-        events = []
-        while len(events) < count:
-            name, event = self.client.receive(timeout=5)
-            assert name == "response", f"deliveries arrive as `response`, got {name}"
-            events.append(event)
-        return events
-
-    def close(self):
-        self.client.disconnect()
-
-
-class PollClient:
-    """Long-poll (timeout > 0) or short-poll (timeout 0, polled every 50 ms)."""
-
-    def __init__(self, url: str, timeout: float):
-        self.url, self.timeout = url, timeout
-        status, body = call(url + "/events")
-        assert status == 200 and body["events"] == []
-        self.baseline = self.cursor = body["last_seq"]
-
-    def send(self, message: dict) -> int:
-        status, body = call(self.url + "/messages", "POST", message)
-        assert status == 201
-        return body["seq"]
-
-    def receive(self, count: int) -> list[dict]:
-        events: list[dict] = []
-        deadline = time.monotonic() + 10
-        while len(events) < count and time.monotonic() < deadline:
-            status, body = call(f"{self.url}/events?after={self.cursor}&timeout={self.timeout:g}")
-            assert status == 200 and isinstance(body["last_seq"], int)
-            events += body["events"]
-            if body["events"]:
-                self.cursor = body["events"][-1]["seq"]
-            elif self.timeout == 0:
-                time.sleep(0.05)
-        return events
-
-    def close(self):
-        pass
-
-
-class SSEClient:
-    """GET /stream read line by line with http.client (standard library, blocking)."""
-
-    def __init__(self, url: str):
-        parts = urllib.parse.urlsplit(url)
-        self.url = url
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
-        self.connection.request("GET", "/stream", headers={"Accept": "text/event-stream"})
-        response = self.connection.getresponse()
-        assert response.status == 200
-        assert response.getheader("Content-Type").startswith("text/event-stream")
-        self.messages = sse_events(response)
-        name, data, _ = next(self.messages)
-        assert name == "welcome", f"first SSE event must be welcome, got {name}"
-        self.baseline = json.loads(data)["last_seq"]
-
-    def send(self, message: dict) -> int:
-        status, body = call(self.url + "/messages", "POST", message)
-        assert status == 201
-        return body["seq"]
-
-    def receive(self, count: int) -> list[dict]:
-        events = []
-        while len(events) < count:
-            name, data, event_id = next(self.messages)
-            assert name == "message"
-            event = json.loads(data)
-            assert event_id == str(event["seq"]), "every event carries its seq as the SSE id"
-            events.append(event)
-        return events
-
-    def close(self):
-        self.connection.close()
-
-
-def sse_events(response):
-    name, data, event_id = "message", [], None
-    for raw in response:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if data:
-                yield name, "\n".join(data), event_id
-            name, data = "message", []
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-            elif field == "id":
-                event_id = value
-
-
-def connect(transport: str, url: str):
-    if transport == "socketio":
-        return SocketIOClient(url)
-    if transport == "socketio-polling":
-        return SocketIOClient(url, "polling")
-    if transport == "sse":
-        return SSEClient(url)
-    return PollClient(url, timeout=5 if transport == "longpoll" else 0)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", transports.NAMES)
 def test_protocol(transport):
-    module = SERVER_OF[transport]
-    with running_server(module, rate=20) as (url, pid):
+    spec = transports.get(transport)
+    with running_server(spec.server, rate=20) as (url, pid):
         status, health = call(url + "/healthz")
         assert status == 200
         assert health == {
             "status": "ok",
-            "server": module.split(".")[1],
+            "server": spec.server_name,
             "pid": pid,
             "last_seq": health["last_seq"],
         }
 
-        client = connect(transport, url)
+        client = spec.probe_factory()(url)
         try:
             # Ticks: every seq after the baseline, in order, with publish and schedule times.
             ticks = client.receive(5)
@@ -183,9 +49,17 @@ def test_protocol(transport):
 
             # Chat: a message comes back to its sender as a `chat` event, in the same seq space.
             t_send = time.time_ns()
-            seq = client.send({"text": "hello", "t_send": t_send})
-            chat = next(e for e in client.receive(seq - ticks[-1]["seq"]) if e["seq"] == seq)
-            assert chat["kind"] == "chat"
+            acked = client.send({"text": "hello", "t_send": t_send})
+            after = ticks[-1]["seq"]
+            chat = None
+            while chat is None:
+                (event,) = client.receive(1)
+                assert event["seq"] == after + 1, "events keep coming in seq order"
+                after = event["seq"]
+                if event["kind"] == "chat":
+                    chat = event
+            seq = chat["seq"]
+            assert acked in (None, seq), "an acknowledgement names the chat event's seq"
             assert chat["data"] == {"text": "hello", "t_send": t_send}
             assert chat["t_sched"] == t_send and chat["t_pub"] >= t_send
         finally:
@@ -204,6 +78,18 @@ def test_protocol(transport):
         for bad in ("/published?since=x", "/published?until=-5"):
             status, body = call(url + bad)
             assert status == 400 and "error" in body, bad
+
+        assert verify(spec, url, pid) == [], "the harness's verify step passes the same server"
+
+
+@pytest.mark.parametrize("transport", transports.NAMES)
+def test_verify_refuses_a_server_of_another_transport(transport):
+    """The verify step of each transport fails on a server that does not serve it."""
+    spec = transports.get(transport)
+    other = next(t for t in transports.REGISTRY if t.server != spec.server)
+    with running_server(other.server, rate=5) as (url, pid):
+        problems = verify(spec, url, pid)
+    assert problems and all(isinstance(p, str) and "\n" not in p for p in problems)
 
 
 @pytest.mark.parametrize(
@@ -231,20 +117,17 @@ def test_rest_bounds_bodies_and_answers_json_errors():
 
 def test_sse_resumes_after_last_event_id():
     with running_server("servers.longpoll", rate=20) as (url, _pid):
-        first = SSEClient(url)
+        first = SSEProbe(url)
         seen = first.receive(5)
         first.close()
         time.sleep(0.3)  # events published meanwhile must be sent on resume
-        parts = urllib.parse.urlsplit(url)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
         resume = seen[-1]["seq"]
-        connection.request("GET", "/stream", headers={"Last-Event-ID": str(resume)})
-        messages = sse_events(connection.getresponse())
-        name, data, _ = next(messages)
-        assert name == "welcome" and json.loads(data)["last_seq"] == resume
-        seqs = [json.loads(next(messages)[1])["seq"] for _ in range(8)]
+        resumed = SSEProbe(url, last_event_id=resume)
+        assert resumed.baseline == resume
+        seqs = [e["seq"] for e in resumed.receive(8)]
         assert seqs == list(range(resume + 1, resume + 9)), "nothing missed across the reconnect"
-        connection.close()
+        resumed.close()
+        parts = urllib.parse.urlsplit(url)
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
         connection.request("GET", "/stream", headers={"Last-Event-ID": "soon"})
         response = connection.getresponse()

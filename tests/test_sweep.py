@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pushpull.schema import SCHEMA_VERSION
 from tests.conftest import ROOT, pushpull
 
 LATENCY_KEYS = {"count", "min", "p50", "p90", "p99", "p999", "max"}
@@ -42,7 +43,7 @@ def test_smoke_sweep_produces_summary_and_charts(tmp_path):
     assert manifest["cores"] == os.cpu_count() and manifest["packages"]["locust"]
     assert manifest["arguments"]["clients"] == [2, 4]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["schema_version"] == 1 and summary["complete"] is True
+    assert summary["schema_version"] == SCHEMA_VERSION and summary["complete"] is True
     cells = summary["cells"]
     assert {(c["transport"], c["clients"]) for c in cells} == {
         (t, n) for t in ("socketio", "longpoll", "shortpoll") for n in (2, 4)
