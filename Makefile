@@ -4,7 +4,7 @@
 PYTHON        ?= python3
 VENV          ?= .venv
 CLIENTS       ?= 10 100 500
-TRANSPORTS    ?= socketio longpoll shortpoll
+TRANSPORTS    ?= socketio websocket longpoll shortpoll
 DURATION      ?= 15
 RATE          ?= 2
 POLL_INTERVAL ?= 0.5
@@ -35,18 +35,22 @@ bench: $(STAMP)
 		--duration "$(DURATION)" --rate "$(call list,$(RATE))" \
 		--poll-interval "$(call list,$(POLL_INTERVAL))" --out "$(OUT)" $(BENCH_ARGS)
 
-# The load generator's own benchmark: socketio at 1000 clients, lean vs python-socketio client,
-# 1 vs 2 Locust processes, PERF_REPEAT times each (about 2.5 minutes a repeat).
-PERF_CLIENTS ?= 1000
-PERF_REPEAT  ?= 3
+# The load generator's own benchmark: every transport at 1000 clients, load-generator vs server
+# CPU per delivery side by side, PERF_REPEAT times each (about 3.5 minutes a repeat for all six).
+PERF_CLIENTS    ?= 1000
+PERF_REPEAT     ?= 3
+PERF_TRANSPORTS ?= socketio websocket sse longpoll shortpoll socketio-polling
+PERF_ARGS       ?=
 perf: $(STAMP)
-	$(BIN)/pushpull perf --clients "$(PERF_CLIENTS)" --repeat "$(PERF_REPEAT)" --out "$(OUT)"
+	$(BIN)/pushpull perf --transports "$(call list,$(PERF_TRANSPORTS))" --clients "$(PERF_CLIENTS)" \
+		--repeat "$(PERF_REPEAT)" --out "$(OUT)" $(PERF_ARGS)
 
-# Capacity at a p99 limit per transport (about 15 minutes for all five up to 5000 clients).
-SLO_P99  ?= 250
-CAP_MAX  ?= 5000
+# Capacity at a p99 limit per transport (all six up to 5000 clients).
+SLO_P99        ?= 250
+CAP_MAX        ?= 5000
+CAP_TRANSPORTS ?= socketio websocket sse longpoll shortpoll socketio-polling
 capacity: $(STAMP)
-	$(BIN)/pushpull capacity --transports "$(call list,$(TRANSPORTS))" --slo-p99 "$(SLO_P99)" \
+	$(BIN)/pushpull capacity --transports "$(call list,$(CAP_TRANSPORTS))" --slo-p99 "$(SLO_P99)" \
 		--start 250 --step 500 --max "$(CAP_MAX)" --duration 8 --out "$(OUT)"
 
 plot: $(STAMP)
@@ -61,7 +65,7 @@ compare: $(STAMP)
 
 # The README's gallery: a small reference run on this machine, its charts copied to docs/images.
 gallery: $(STAMP)
-	$(BIN)/pushpull bench --clients 10,100,500 --transports socketio,sse,longpoll,shortpoll \
+	$(BIN)/pushpull bench --clients 10,100,500 --transports socketio,websocket,sse,longpoll,shortpoll \
 		--duration 15 --out "$(OUT)"
 	cp $(OUT)/latest/charts/latency_vs_clients.png docs/images/gallery-latency-vs-clients.png
 	cp $(OUT)/latest/charts/latency_distribution.png docs/images/gallery-latency-distribution.png

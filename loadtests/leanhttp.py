@@ -24,6 +24,7 @@ import gevent.event
 from gevent import socket as gsocket
 from geventhttpclient.response import HTTPResponse
 
+from loadtests.recorder import parse_event
 from loadtests.sse import SSEParser
 
 RECV_BYTES = 65536
@@ -200,7 +201,7 @@ class ReactorSSE:
         if body:
             on_event = self.on_event
             for name, text, _id in self.parser.feed(self.decoder.decode(body)):
-                on_event(name, json.loads(text), t_recv)
+                on_event(name, parse_event(text) if name == "message" else json.loads(text), t_recv)
         return not response.message_complete
 
     def ended(self) -> None:

@@ -33,6 +33,7 @@ from engineio import packet as eio
 from socketio import packet as sio
 
 from loadtests.leanhttp import LeanHTTP
+from loadtests.recorder import parse_event
 from loadtests.ws import ConnectionFailed, WebSocketConnection
 
 OnEvent = Callable[[str, object, int], None]
@@ -55,7 +56,10 @@ class SocketIOPackets:
 
     def handle_text(self, text: str, t_recv: int) -> bool:
         """One Engine.IO packet received at t_recv; False once the session is over."""
-        if text.startswith('42["'):  # the hot case: an event, default namespace, no ack
+        if text.startswith('42["response",{"seq":'):  # the hot case: a delivery
+            self.on_event("response", parse_event(text[14:-1]), t_recv)
+            return True
+        if text.startswith('42["'):  # an event, default namespace, no ack
             name, *args = json.loads(text[2:])
             self.on_event(name, args[0] if args else None, t_recv)
             return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from loadtests.recorder import parse_event
 from loadtests.ws import WebSocketConnection
 
 OnEvent = Callable[[str, object, int], None]
@@ -29,7 +30,7 @@ class LeanWebSocket(WebSocketConnection):
 
     def on_text(self, text: str, t_recv: int) -> bool:
         if text.startswith('{"seq":'):  # an event: the server sends the log's JSON as it is
-            self.on_event("response", json.loads(text), t_recv)
+            self.on_event("response", parse_event(text), t_recv)
             return True
         message = json.loads(text)
         kind = message.get("type")

@@ -38,9 +38,57 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
 
 
+_LAYOUT = new_histogram()  # every histogram here has this layout (the same range and digits)
+_HALF_MAG = _LAYOUT.sub_bucket_half_count_magnitude
+_HALF_MAG_PLUS_1 = _HALF_MAG + 1
+_HALF_COUNT = _LAYOUT.sub_bucket_half_count
+
+
 def record_us(histogram: HdrHistogram, value_us: int) -> None:
-    """Record, clamped to the trackable range (a same-host latency can come out 0 us)."""
-    histogram.record_value(min(max(value_us, HIST_LOWEST_US), HIST_HIGHEST_US))
+    """Record, clamped to the trackable range (a same-host latency can come out 0 us).
+
+    The same arithmetic as `HdrHistogram.record_value` (bucket from the value's bit length,
+    sub-bucket by shift), inlined: it runs twice per delivery, and the library's five method
+    calls per value cost ~2.4 us here against ~0.7 us. tests/test_recorder.py checks that both
+    give identical histograms over the whole range."""
+    if value_us < HIST_LOWEST_US:
+        value_us = HIST_LOWEST_US
+    elif value_us > HIST_HIGHEST_US:
+        value_us = HIST_HIGHEST_US
+    h = histogram
+    bucket = (value_us | h.sub_bucket_mask).bit_length() - h.unit_magnitude - _HALF_MAG_PLUS_1
+    index = ((bucket + 1) << _HALF_MAG) + (value_us >> (bucket + h.unit_magnitude)) - _HALF_COUNT
+    h.counts[index] += 1
+    h.total_count += 1
+    if value_us < h.min_value:
+        h.min_value = value_us
+    if value_us > h.max_value:
+        h.max_value = value_us
+
+
+def parse_event(text: str) -> dict:
+    """An event's JSON text as the fields a load generator needs (seq, t_pub, t_sched, kind).
+    The servers write every event as '{"seq":N,"t_pub":N,"t_sched":N,"kind":"...",...' (one
+    encode, docs/protocol.md), so those four are read from the text's head without decoding the
+    rest (a padded event's data can be 60 kB); anything else is decoded in full."""
+    head = text.split(",", 4)
+    if (
+        len(head) == 5
+        and head[0].startswith('{"seq":')
+        and head[1].startswith('"t_pub":')
+        and head[2].startswith('"t_sched":')
+        and head[3].startswith('"kind":"')
+    ):
+        try:
+            return {
+                "seq": int(head[0][7:]),
+                "t_pub": int(head[1][8:]),
+                "t_sched": int(head[2][10:]),
+                "kind": head[3][8:-1],
+            }
+        except ValueError:
+            pass
+    return json.loads(text)
 
 
 @dataclass

@@ -105,3 +105,35 @@ def test_merge_is_exact(tmp_path):
     assert merged["received"] == 15000 and merged["duplicates"] == 0 + 1 + 2
     assert merged["segments"] == [[0, None], [1, None], [2, None]]
     assert len(merged["processes"]) == 3
+
+
+def test_fast_recording_is_identical_to_the_library():
+    import random
+
+    from loadtests.recorder import HIST_HIGHEST_US, new_histogram, record_us
+
+    rng = random.Random(5)
+    values = [0, -3, 1, 2, 1023, 1024, 2047, 2048, 4095, 65535, 65536, HIST_HIGHEST_US, 10**9]
+    values += [rng.randrange(1, 2**k) for k in range(1, 27) for _ in range(40)]
+    fast, library = new_histogram(), new_histogram()
+    for value in values:
+        record_us(fast, value)
+        library.record_value(min(max(value, 1), HIST_HIGHEST_US))
+    assert list(fast.counts) == list(library.counts)
+    assert fast.get_total_count() == library.get_total_count() == len(values)
+    assert fast.get_min_value() == library.get_min_value()
+    assert fast.get_max_value() == library.get_max_value()
+    assert fast.encode() == library.encode()
+
+
+def test_parse_event_reads_the_head_and_falls_back_to_json():
+    import json
+
+    from loadtests.recorder import parse_event
+
+    event = {"seq": 7, "t_pub": 1795613024160701117, "t_sched": 1795613024159912658,
+             "kind": "chat", "data": {"text": "a, b", "pad": "x" * 100}}  # fmt: skip
+    fast = parse_event(json.dumps(event, separators=(",", ":")))
+    assert fast == {k: event[k] for k in ("seq", "t_pub", "t_sched", "kind")}
+    spaced = json.dumps(event)  # another encoder's spacing: decoded in full
+    assert parse_event(spaced) == event
