@@ -34,6 +34,11 @@ from wsproto.events import (
 
 RECV_BYTES = 65536
 EPOLLIN = 0x001
+# Linux stamps every received packet (SO_TIMESTAMPNS, CLOCK_REALTIME like time.time_ns()); the
+# reactor reads that stamp, so a read done a little later still records when the bytes arrived.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
+TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+BATCH_S = 0.001  # with kernel stamps, let arrivals gather this long before reading a batch
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -210,10 +215,26 @@ class WebSocketConnection:
             self.sock.sendall(self.ws.send(TextMessage(data=text)))
 
 
+def kernel_time_ns(ancillary: list) -> int | None:
+    """The receive time the kernel put on the data (SCM_TIMESTAMPNS), in epoch ns."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", payload)
+            return seconds * 1_000_000_000 + nanoseconds
+    return None
+
+
 class Reactor:
     """Reads every registered connection from one greenlet: wait until the epoll descriptor is
     readable (through gevent's hub), then read each ready socket once, without blocking. Also
-    runs timed calls (`call_at`) from one greenlet, for clients that act on a schedule."""
+    runs timed calls (`call_at`) from one greenlet, for clients that act on a schedule.
+
+    Receive times are the kernel's arrival stamps (SO_TIMESTAMPNS) where the kernel gives them,
+    so the reactor can let arrivals gather for BATCH_S before reading them in one batch: a
+    broadcast's thousand deliveries then cost a few dozen wake-ups of this greenlet instead of a
+    thousand, and no latency is added to what is measured (the stamp is when the bytes reached
+    this host, not when Python got to them). Without stamps it reads at once and stamps with
+    time.time_ns()."""
 
     def __init__(self) -> None:
         # gevent's monkey-patching hides select.epoll; the reactor wants the real one.
@@ -225,8 +246,15 @@ class Reactor:
         self._timer_wake = gevent.event.Event()
         self.timer_greenlet: gevent.Greenlet | None = None
 
+    stamped = SO_TIMESTAMPNS is not None
+
     def add(self, connection) -> None:
         raw = connection.sock._sock  # the non-blocking socket under gevent's wrapper
+        if self.stamped:
+            try:
+                raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                Reactor.stamped = False
         self.connections[raw.fileno()] = (connection, raw)
         self.epoll.register(raw.fileno(), EPOLLIN)
         if self.greenlet is None:
@@ -247,6 +275,8 @@ class Reactor:
         poll = self.epoll.poll
         while True:
             hub.wait(watcher)
+            if self.stamped:
+                gevent.sleep(BATCH_S)
             ready = poll(0)
             while ready:  # drain what arrived meanwhile before going back to the hub
                 for fd, _mask in ready:
@@ -258,13 +288,19 @@ class Reactor:
         if entry is None:
             return
         connection, raw = entry
+        t_recv = None
         try:
-            data = raw.recv(RECV_BYTES)
+            if self.stamped:
+                data, ancillary, _flags, _addr = raw.recvmsg(RECV_BYTES, TIMESTAMP_SPACE)
+                t_recv = kernel_time_ns(ancillary)
+            else:
+                data = raw.recv(RECV_BYTES)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        t_recv = time.time_ns()
+        if t_recv is None:
+            t_recv = time.time_ns()
         try:
             alive = bool(data) and connection.feed(data, t_recv)
         except Exception:  # noqa: BLE001 - a broken connection must not stop the others

@@ -98,7 +98,7 @@ class BenchConfig:
 
     def drain_s(self, cell: Cell) -> float:
         """Time after the window for the last events in flight to arrive."""
-        return max(1.0, 2 * (cell.poll_interval or 0))
+        return max(2.0, 3 * (cell.poll_interval or 0))
 
     def estimated_cell_s(self, cell: Cell) -> float:
         startup = 4.0  # server start + verify + Locust start + teardown, measured on a 2-core box
