@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -36,7 +37,9 @@ RECV_BYTES = 65536
 EPOLLIN = 0x001
 # Linux stamps every received packet (SO_TIMESTAMPNS, CLOCK_REALTIME like time.time_ns()); the
 # reactor reads that stamp, so a read done a little later still records when the bytes arrived.
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", None)
+# Python's socket module does not export the constant: 35 is SO_TIMESTAMPNS (SO_TIMESTAMPNS_OLD,
+# 64-bit timespec on 64-bit hosts) in Linux's asm-generic/socket.h.
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
 TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 BATCH_S = 0.001  # with kernel stamps, let arrivals gather this long before reading a batch
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -199,6 +202,15 @@ class WebSocketConnection:
     # -- the receive path (the hot path: one call per event per client) -----------------------
     def feed(self, data: bytes, t_recv: int) -> bool:
         """Handle bytes read from the socket at t_recv; False once the connection is over."""
+        if (  # the hot case: exactly one whole, unfragmented text frame under 126 bytes
+            len(data) >= 2
+            and data[0] == 0x81
+            and len(data) == data[1] + 2
+            and data[1] < 126
+            and not self.frames.buffer
+            and not self.frames.fragments
+        ):
+            return self.on_text(data[2:].decode(), t_recv)
         for opcode, payload in self.frames.feed(data):
             if opcode == OP_TEXT:
                 if not self.on_text(payload.decode(), t_recv):
