@@ -218,45 +218,74 @@ def watch_loop_lag(recorder: Recorder) -> None:
         gevent.sleep(LOOP_LAG_EVERY_S - LOOP_LAG_PERIOD_S)
 
 
+class Accumulator:
+    """One request-stats entry's values since the last flush: whole-ms counts, sum, min, max."""
+
+    __slots__ = ("counts", "total_us", "low_us", "high_us")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts: Counter = Counter()
+        self.total_us = 0
+        self.low_us = self.high_us = None
+
+    def add(self, value_us: int) -> None:
+        self.counts[(value_us + 500) // 1000] += 1
+        self.total_us += value_us
+        if self.low_us is None or value_us < self.low_us:
+            self.low_us = value_us
+        if self.high_us is None or value_us > self.high_us:
+            self.high_us = value_us
+
+
 class BulkStats:
     """Locust's request stats for the hot paths, added in bulk once a second with
     `StatsEntry.extend` (what Locust itself uses to merge workers' stats) instead of one
     `events.request.fire` per delivery or poll: at thousands a second the per-event path was a
     measurable share of the load generator's CPU. Deliveries appear as type DELIVER (response
     time = delivery latency), polls as GET. The exact figures come from the HdrHistograms; these
-    feed Locust's UI, CSV and HTML reports."""
+    feed Locust's UI, CSV and HTML reports. A client keeps the bound `adder(...)` of its entry."""
 
     FLUSH_S = 1.0
 
     def __init__(self, environment) -> None:
         self.environment = environment
-        self.pending: dict[tuple[str, str], list] = {}  # -> [Counter of whole ms, sum us, min, max]
+        self.pending: dict[tuple[str, str], Accumulator] = {}
 
-    def add(self, method: str, name: str, value_us: int) -> None:
+    def adder(self, method: str, name: str):
+        """The bound `add` of (method, name)'s accumulator: it stays valid across flushes."""
+        return self._entry(method, name).add
+
+    def _entry(self, method: str, name: str) -> Accumulator:
         entry = self.pending.get((method, name))
         if entry is None:
-            entry = self.pending[(method, name)] = [Counter(), 0, value_us, value_us]
-        entry[0][(value_us + 500) // 1000] += 1
-        entry[1] += value_us
-        if value_us < entry[2]:
-            entry[2] = value_us
-        elif value_us > entry[3]:
-            entry[3] = value_us
+            entry = self.pending[(method, name)] = Accumulator()
+        return entry
+
+    def add(self, method: str, name: str, value_us: int) -> None:
+        self._entry(method, name).add(value_us)
 
     def flush(self) -> None:
-        pending, self.pending = self.pending, {}
+        """Hand what accumulated to Locust's stats and start again (no greenlet switch inside,
+        so no add is lost between reading and resetting an accumulator)."""
         stats, now = self.environment.stats, time.time()
-        for (method, name), (counts, total_us, low_us, high_us) in pending.items():
+        for (method, name), entry in self.pending.items():
+            if not entry.counts:
+                continue
             batch = StatsEntry(stats, name, method)
-            batch.num_requests = sum(counts.values())
+            batch.num_requests = sum(entry.counts.values())
             batch.num_reqs_per_sec[int(now)] = batch.num_requests
-            for ms, count in counts.items():
+            for ms, count in entry.counts.items():
                 batch.response_times[bucket_response_time(ms)] += count
-            batch.total_response_time = total_us / 1000
-            batch.min_response_time, batch.max_response_time = low_us / 1000, high_us / 1000
+            batch.total_response_time = entry.total_us / 1000
+            batch.min_response_time = entry.low_us / 1000
+            batch.max_response_time = entry.high_us / 1000
             batch.start_time = batch.last_request_timestamp = now
             stats.get(name, method).extend(batch)
             stats.total.extend(batch)
+            entry.reset()
 
     def run(self) -> None:
         while True:

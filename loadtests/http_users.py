@@ -12,7 +12,7 @@ import random
 import time
 
 from loadtests.leanhttp import LeanHTTP, ReactorHTTP, ReactorSSE
-from loadtests.users import ReactorUser, fire_delivery
+from loadtests.users import ReactorUser
 
 GOLDEN_RATIO = 0.6180339887498949
 
@@ -86,6 +86,7 @@ class PollingUser(PostingUser):
             raise ConnectionError(f"GET /events answered HTTP {status}")
         self.cursor = json.loads(body)["last_seq"]
         self.tracker.joined(self.cursor)
+        self.count_poll = self.environment.pushpull_stats.adder("GET", self.poll_name)
         self.poller = ReactorHTTP(self.host, self.environment.pushpull_reactor, self.on_answer)
         self.start_connection()
 
@@ -103,7 +104,7 @@ class PollingUser(PostingUser):
     def on_answer(self, status: int, raw: bytes, t_recv: int) -> None:
         """An answer, on the reactor's greenlet: deliver its events, then poll again."""
         recorder = self.recorder
-        self.environment.pushpull_stats.add("GET", self.poll_name, (t_recv - self.sent) // 1000)
+        self.count_poll((t_recv - self.sent) // 1000)
         recorder.note_poll(self.tracker, self.sent, t_recv)
         delivered = 0
         if status == 200:
@@ -113,7 +114,7 @@ class PollingUser(PostingUser):
                 latency_us = tracker.deliver(event, t_recv)
                 if latency_us is not None:
                     delivered += 1
-                    fire_delivery(self, latency_us)
+                    self.count_delivery(latency_us)
             if events:
                 self.cursor = max(self.cursor, events[-1]["seq"])
         else:

@@ -151,7 +151,8 @@ class Tracker:
         """Account one received event: its latency in us, or None for a duplicate or an event
         not owed to this client."""
         seq = event["seq"]
-        if self.base is None or seq <= self.segment_base():
+        segment = self.segment
+        if self.base is None or seq <= (segment[0] if segment is not None else self.max_seq):
             return None
         index = seq - self.base - 1
         byte, bit = index >> 3, 1 << (index & 7)
@@ -247,13 +248,13 @@ class Recorder:
         t_pub = event["t_pub"]
         # a chat message's latency runs from its sender's send time (its t_sched)
         latency_us = (t_recv_ns - (t_pub if event["kind"] == "tick" else event["t_sched"])) // 1000
-        phase = self.window.phase(t_pub)
-        if phase == "steady":
+        start, end = self.window.start_ns, self.window.end_ns  # Window.phase, inlined (hot path)
+        if start is None or t_pub < start:
+            record_us(self.histograms["warmup"], latency_us)
+        elif end is None or t_pub <= end:
             self.received += 1
             record_us(self.histograms["latency"], latency_us)
             record_us(self.histograms["from_schedule"], (t_recv_ns - event["t_sched"]) // 1000)
-        elif phase == "warmup":
-            record_us(self.histograms["warmup"], latency_us)
         return latency_us
 
     def record_poll(self, delivered: int) -> None:

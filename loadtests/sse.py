@@ -22,6 +22,19 @@ class SSEParser:
 
     def feed(self, text: str) -> list[tuple[str, str, str | None]]:
         """Complete events in `text` (plus what was buffered): (event name, data, last id)."""
+        if not self.buffer and not self.data and not self.name and text.startswith("id: "):
+            # the hot case: exactly one event, 'id: N\ndata: JSON\n\n' (how pushpull's server
+            # writes a delivery); anything else takes the general path below
+            first = text.find("\n")
+            if (
+                text.startswith("data: ", first + 1)
+                and text.find("\n", first + 1) == len(text) - 2
+                and text.endswith("\n\n")
+                and "\r" not in text
+                and "\0" not in text[4:first]
+            ):
+                self.last_id = text[4:first]
+                return [("message", text[first + 7 : -2], self.last_id)]
         buffer = self.buffer + text if self.buffer else text
         held = ""
         if "\r" in buffer:  # CRLF or CR line ends; a CR at the end may be half of a CRLF

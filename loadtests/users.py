@@ -20,10 +20,6 @@ from loadtests.hooks import sleep_until
 from loadtests.recorder import Recorder
 
 
-def fire_delivery(user, latency_us: int) -> None:
-    user.environment.pushpull_stats.add("DELIVER", user.environment.pushpull.transport, latency_us)
-
-
 def fire_connect(user, name: str, started: float) -> None:
     user.environment.events.request.fire(
         request_type="CONNECT",
@@ -60,6 +56,9 @@ class PushPullUser(User):
     def on_start(self) -> None:
         self.recorder: Recorder = self.environment.pushpull
         self.tracker = self.recorder.tracker()
+        self.count_delivery = self.environment.pushpull_stats.adder(
+            "DELIVER", self.recorder.transport
+        )
         self.counted = False
         self.sender = None
         started = time.perf_counter()
@@ -88,7 +87,7 @@ class PushPullUser(User):
         if name == "response":
             latency_us = self.tracker.deliver(data, t_recv)
             if latency_us is not None:
-                fire_delivery(self, latency_us)
+                self.count_delivery(latency_us)
         elif name == "welcome":
             self.tracker.joined(data["last_seq"])
 

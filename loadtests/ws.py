@@ -42,6 +42,7 @@ EPOLLIN = 0x001
 SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
 TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
 BATCH_S = 0.001  # with kernel stamps, let arrivals gather this long before reading a batch
+MAX_BATCH = 128  # sockets read before the reactor yields to the hub (bounds its hold on the loop)
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -285,15 +286,15 @@ class Reactor:
         hub = gevent.get_hub()
         watcher = hub.loop.io(self.epoll.fileno(), 1)  # one watcher for the life of the reactor
         poll = self.epoll.poll
+        full = False
         while True:
-            hub.wait(watcher)
-            if self.stamped:
+            hub.wait(watcher)  # back through the hub after every batch: other greenlets run
+            if self.stamped and not full:
                 gevent.sleep(BATCH_S)
-            ready = poll(0)
-            while ready:  # drain what arrived meanwhile before going back to the hub
-                for fd, _mask in ready:
-                    self._read(fd)
-                ready = poll(0)
+            ready = poll(0, MAX_BATCH)
+            for fd, _mask in ready:
+                self._read(fd)
+            full = len(ready) == MAX_BATCH  # more are waiting: no gathering pause next time
 
     def _read(self, fd: int) -> None:
         entry = self.connections.get(fd)

@@ -81,7 +81,7 @@ class Probe:
 class SocketIOProbe(Probe):
     """python-socketio's SimpleClient on one Engine.IO transport (websocket or polling)."""
 
-    def __init__(self, url: str, engineio_transport: str = "websocket") -> None:
+    def __init__(self, url: str, engineio_transport: str) -> None:
         import socketio
 
         self.client = socketio.SimpleClient()

@@ -3,8 +3,7 @@ count and rate, written down once. The run-folder name, the progress label, the 
 the tables and the findings all use this table, on a `Cell` (pushpull/config.py) or on a cell of
 summary.json alike.
 
-    name({"transport": "shortpoll", "clients": 100, "rate": 2, "poll_interval": 0.5, ...})
-        -> 'shortpoll-c100-r2-i0.5'
+    name(Cell(transport=T, clients=100, rate=2, poll_interval=0.5).as_dict())  -> 'T-c100-r2-i0.5'
     words(cell) -> ['every 0.5 s', 'python-socketio client', '2 Locust processes', 'chat', ...]
 """
 

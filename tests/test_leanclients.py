@@ -126,3 +126,17 @@ def test_lean_websocket_sees_what_simple_websocket_sees():
     by_seq = {e["seq"]: e for e in seen}
     assert all(same_event(by_seq[e["seq"]], e) for e in expected), "same events, same seqs"
     assert any(e["kind"] == "chat" and e["data"]["text"] == "from lean" for e in expected)
+
+
+def test_sse_parser_fast_path_agrees_with_the_general_one():
+    one = 'id: 41\ndata: {"seq":41,"t_pub":1}\n\n'
+    assert SSEParser().feed(one) == [("message", '{"seq":41,"t_pub":1}', "41")]
+    for text in (
+        one + one,
+        one[:-1],
+        "id: 4\ndata: a\ndata: b\n\n",
+        "id: 4\nevent: x\ndata: a\n\n",
+    ):
+        general = SSEParser()
+        general.feed(": warm the general path\n\n")
+        assert SSEParser().feed(text) == general.feed(text), text
