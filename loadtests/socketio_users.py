@@ -14,34 +14,23 @@ from locust import task
 from locust.exception import StopUser
 
 from loadtests.leansio import LeanSocketIO, LeanSocketIOPolling
-from loadtests.users import PushPullUser
+from loadtests.users import PushPullUser, ReactorPushUser
 
 
-class SocketIOUser(PushPullUser):
+class SocketIOUser(ReactorPushUser):
     """A Socket.IO client on the websocket transport: pushpull's lean client (leansio.py). The
     process's Reactor reads all connections on one greenlet, stamping each event as its bytes
-    leave the socket; this user's greenlet only connects, waits and closes."""
+    arrive; this user's greenlet only connects, waits and closes."""
 
     connect_name = "socket.io connect"
 
-    def connect(self) -> None:
-        self.client = LeanSocketIO(self.host, self.on_event, timeout=30)
-        self.client.connect()
-        self.environment.pushpull_reactor.add(self.client)
+    def make_client(self) -> LeanSocketIO:
+        client = LeanSocketIO(self.host, self.on_event, timeout=30)
+        client.connect()
+        return client
 
     def send_chat(self, message: dict) -> None:
         self.client.emit("message", message)
-
-    @task
-    def listen(self) -> None:
-        self.client.closed.wait()  # set when the server ends the connection
-        self.recorder.errors += 1
-        self.ended()
-        raise StopUser()
-
-    def disconnect(self) -> None:
-        self.environment.pushpull_reactor.discard(self.client)
-        self.client.close()
 
 
 class SocketIOPollingUser(PushPullUser):

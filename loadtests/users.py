@@ -159,3 +159,30 @@ class ReactorUser(PushPullUser):
                 break
         self.ended()
         raise StopUser()
+
+
+class ReactorPushUser(PushPullUser):
+    """A push client on one connection that the process's Reactor reads (`make_client()` returns
+    it, connected). A dropped connection ends the user, counted as an error: like a real
+    WebSocket client without an application-level replay, a new connection would be owed only
+    what follows its new welcome."""
+
+    abstract = True
+
+    def make_client(self):
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        self.client = self.make_client()
+        self.environment.pushpull_reactor.add(self.client)
+
+    @task
+    def listen(self) -> None:
+        self.client.closed.wait()  # set when the server ends the connection
+        self.recorder.errors += 1
+        self.ended()
+        raise StopUser()
+
+    def disconnect(self) -> None:
+        self.environment.pushpull_reactor.discard(self.client)
+        self.client.close()

@@ -17,32 +17,14 @@ from __future__ import annotations
 import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from urllib.parse import urlsplit
 
 from loadtests.sse import SSEParser
+from pushpull.procs import request_json as call  # (status, JSON body), error statuses too
 
 
 class ProbeError(Exception):
     """The server did not answer as docs/protocol.md says."""
-
-
-def call(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0):
-    """(status, JSON body) of an HTTP request; error statuses too."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        text = exc.read()
-        try:
-            return exc.code, json.loads(text)
-        except ValueError:
-            return exc.code, {"raw": text.decode(errors="replace")}
 
 
 def post_message(url: str, message: dict) -> int:

@@ -82,6 +82,11 @@ class EventLog:
         woken.set()
         return event
 
+    def publish_chat(self, message: dict) -> dict:
+        """Publish a client's message; its `t_send` (when an integer) is the event's t_sched."""
+        t_send = message.get("t_send")
+        return self.publish("chat", message, t_send if isinstance(t_send, int) else None)
+
     def newest_json(self) -> str:
         """The JSON text of the event just published (encoded once, sent to every client)."""
         return self._events[-1][1]
@@ -386,3 +391,10 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
         server.serve_forever()
     finally:
         publisher.kill()
+
+
+def main_of(prog: str, description: str, create_app: Callable, argv: list[str] | None) -> None:
+    """`python -m servers.<name>`: parse the common arguments, build the app, serve."""
+    args = server_arguments(prog, description).parse_args(argv)
+    log, counters = EventLog(), Counters()
+    serve(prog, args, create_app(log, counters), log, counters)

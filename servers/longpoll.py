@@ -20,11 +20,10 @@ from servers.common import (
     EventLog,
     add_common_routes,
     counting,
+    main_of,
     parse_float_arg,
     parse_int_arg,
     parse_json_object,
-    serve,
-    server_arguments,
 )
 
 NAME = "longpoll"
@@ -63,8 +62,7 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
     @app.post("/messages")
     def messages() -> tuple[Response, int]:
         message = parse_json_object()
-        t_send = message.get("t_send")
-        event = log.publish("chat", message, t_send if isinstance(t_send, int) else None)
+        event = log.publish_chat(message)
         return Response(json.dumps({"seq": event["seq"]}), mimetype="application/json"), 201
 
     @app.get("/stream")
@@ -114,12 +112,12 @@ def seq_of(event_json: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = server_arguments(
-        "servers.longpoll", "Flask REST polling server (long-poll, short-poll and SSE)."
-    ).parse_args(argv)
-    log, counters = EventLog(), Counters()
-    app = create_app(log, counters)
-    serve("servers.longpoll", args, app, log, counters)
+    main_of(
+        "servers.longpoll",
+        "Flask REST polling server (long-poll, short-poll and SSE).",
+        create_app,
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ from servers.common import (
     EventLog,
     add_common_routes,
     counting,
-    serve,
-    server_arguments,
+    main_of,
 )
 
 NAME = "push"
@@ -66,21 +65,19 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
             return {"error": "message must be a JSON object"}
         if len(json.dumps(message)) > MAX_BODY_BYTES:
             return {"error": f"message is over {MAX_BODY_BYTES} bytes"}
-        t_send = message.get("t_send")
-        event = log.publish("chat", message, t_send if isinstance(t_send, int) else None)
-        return {"seq": event["seq"]}
+        return {"seq": log.publish_chat(message)["seq"]}
 
     app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = server_arguments(
-        "servers.push", "Flask-SocketIO push server (broadcasts every event as `response`)."
-    ).parse_args(argv)
-    log, counters = EventLog(), Counters()
-    app = create_app(log, counters)
-    serve("servers.push", args, app, log, counters)
+    main_of(
+        "servers.push",
+        "Flask-SocketIO push server (broadcasts every event as `response`).",
+        create_app,
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ from servers.common import (
     EventLog,
     add_common_routes,
     counting,
-    serve,
-    server_arguments,
+    main_of,
 )
 
 NAME = "websocket"
@@ -88,9 +87,7 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
                     with sending:
                         ws.send(json.dumps({"type": "error", "error": error}))
                     continue
-                message = json.loads(text)
-                t_send = message.get("t_send")
-                log.publish("chat", message, t_send if isinstance(t_send, int) else None)
+                log.publish_chat(json.loads(text))
         finally:
             with sending:
                 connections.discard(ws)
@@ -114,12 +111,12 @@ def chat_error(text: object) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = server_arguments(
-        "servers.websocket", "Plain WebSocket push server (flask-sock, JSON text frames)."
-    ).parse_args(argv)
-    log, counters = EventLog(), Counters()
-    app = create_app(log, counters)
-    serve("servers.websocket", args, app, log, counters)
+    main_of(
+        "servers.websocket",
+        "Plain WebSocket push server (flask-sock, JSON text frames).",
+        create_app,
+        argv,
+    )
 
 
 if __name__ == "__main__":
