@@ -45,6 +45,10 @@ class Counters:
     started_ns: int = field(default_factory=time.time_ns)
 
 
+class Unpublishable(ValueError):
+    """A message that cannot go out as strict JSON: refused, and no seq is taken."""
+
+
 class EventLog:
     """Assigns seqs, keeps the newest events (and their JSON) and remembers when each was published.
 
@@ -63,6 +67,14 @@ class EventLog:
         self.listeners: list[Callable[[dict], None]] = []
 
     def publish(self, kind: str, data: dict, t_sched: int | None) -> dict:
+        """Publish one event. Its data is encoded as strict JSON (RFC 8259) first, so data that
+        cannot be (NaN, Infinity) raises Unpublishable before any seq is taken: no gap."""
+        try:
+            data_json = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        except ValueError:
+            raise Unpublishable(
+                "the message holds NaN or Infinity, which strict JSON (RFC 8259) cannot carry"
+            ) from None
         self.last_seq += 1
         t_pub = time.time_ns()
         event = {
@@ -72,7 +84,12 @@ class EventLog:
             "kind": kind,
             "data": data,
         }
-        self._events.append((self.last_seq, json.dumps(event, separators=(",", ":"))))
+        # the same text json.dumps(event, separators=(",", ":")) gives, data encoded once
+        text = (
+            f'{{"seq":{event["seq"]},"t_pub":{t_pub},"t_sched":{event["t_sched"]},'
+            f'"kind":{json.dumps(kind)},"data":{data_json}}}'
+        )
+        self._events.append((self.last_seq, text))
         self._log_seq.append(self.last_seq)
         self._log_pub.append(t_pub)
         self._log_sched.append(-1 if t_sched is None or kind != "tick" else t_sched)

@@ -18,6 +18,7 @@ from servers.common import (
     BadRequest,
     Counters,
     EventLog,
+    Unpublishable,
     add_common_routes,
     counting,
     main_of,
@@ -62,7 +63,10 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
     @app.post("/messages")
     def messages() -> tuple[Response, int]:
         message = parse_json_object()
-        event = log.publish_chat(message)
+        try:
+            event = log.publish_chat(message)
+        except Unpublishable as exc:
+            raise BadRequest(str(exc)) from None
         return Response(json.dumps({"seq": event["seq"]}), mimetype="application/json"), 201
 
     @app.get("/stream")

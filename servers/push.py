@@ -19,6 +19,7 @@ from servers.common import (
     MAX_BODY_BYTES,
     Counters,
     EventLog,
+    Unpublishable,
     add_common_routes,
     counting,
     main_of,
@@ -65,7 +66,10 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
             return {"error": "message must be a JSON object"}
         if len(json.dumps(message)) > MAX_BODY_BYTES:
             return {"error": f"message is over {MAX_BODY_BYTES} bytes"}
-        return {"seq": log.publish_chat(message)["seq"]}
+        try:
+            return {"seq": log.publish_chat(message)["seq"]}
+        except Unpublishable as exc:
+            return {"error": str(exc)}
 
     app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
     return app

@@ -25,6 +25,7 @@ from servers.common import (
     MAX_BODY_BYTES,
     Counters,
     EventLog,
+    Unpublishable,
     add_common_routes,
     counting,
     main_of,
@@ -87,7 +88,11 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
                     with sending:
                         ws.send(json.dumps({"type": "error", "error": error}))
                     continue
-                log.publish_chat(json.loads(text))
+                try:
+                    log.publish_chat(json.loads(text))
+                except Unpublishable as exc:
+                    with sending:
+                        ws.send(json.dumps({"type": "error", "error": str(exc)}))
         finally:
             with sending:
                 connections.discard(ws)

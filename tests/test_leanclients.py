@@ -140,3 +140,29 @@ def test_sse_parser_fast_path_agrees_with_the_general_one():
         general = SSEParser()
         general.feed(": warm the general path\n\n")
         assert SSEParser().feed(text) == general.feed(text), text
+
+
+def test_reactor_sse_resumes_with_last_event_id_after_a_drop():
+    """What SSEUser does when its stream drops: start() again, resuming after the last id."""
+    with running_server("servers.longpoll", rate=40) as (url, _pid):
+        reactor = Reactor()
+        seen: list[int] = []
+        welcomes: list[int] = []
+
+        def on_sse(name, data, t_recv):
+            (welcomes.append(data["last_seq"]) if name == "welcome" else seen.append(data["seq"]))
+
+        stream = ReactorSSE(url, reactor, on_sse)
+        stream.start()
+        gevent.sleep(0.5)
+        stream.sock.shutdown(2)  # the connection drops under the client
+        stream.closed.wait(5)
+        before = list(seen)
+        assert stream.closed.is_set() and stream.last_event_id == str(before[-1])
+        gevent.sleep(0.3)  # events published meanwhile must come first on resume
+        stream.start()
+        gevent.sleep(0.5)
+        stream.close()
+    assert welcomes == [welcomes[0], before[-1]], "the resumed stream starts after the last id"
+    assert seen == list(range(welcomes[0] + 1, welcomes[0] + 1 + len(seen))), "no gap, no repeat"
+    assert len(seen) >= 40

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from pushpull import transports
-from pushpull.probes import SSEProbe, call
+from pushpull.probes import ProbeError, SSEProbe, call
 from pushpull.verify import verify
 from tests.conftest import running_server
 
@@ -145,3 +145,22 @@ def test_long_poll_holds_until_an_event_or_the_timeout():
         started = time.monotonic()
         _, instant = call(f"{url}/events?after={body['last_seq']}&timeout=0")
         assert instant["events"] == [] and time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("transport", transports.NAMES)
+def test_a_message_strict_json_cannot_carry_is_refused_without_a_gap(transport):
+    """NaN is not JSON (RFC 8259): a browser's JSON.parse would reject every feed carrying it.
+    The server refuses such a message in the transport's own way, and takes no seq for it."""
+    spec = transports.get(transport)
+    with running_server(spec.server, rate=0) as (url, _pid):
+        probe = spec.probe_factory()(url)
+        try:
+            with pytest.raises(ProbeError, match="NaN"):
+                probe.send({"x": float("nan")})
+                probe.receive(1, timeout=2)  # a transport without acks answers with an error
+            probe.send({"text": "fine"})
+            (event,) = probe.receive(1)
+            assert event["seq"] == probe.baseline + 1, "the refused message took no seq"
+            assert event["data"] == {"text": "fine"}
+        finally:
+            probe.close()
