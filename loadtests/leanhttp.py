@@ -50,7 +50,8 @@ class LeanHTTP:
         self.port = parts.port or 80
         self.timeout = timeout
         self.sock: gsocket.socket | None = None
-        self._host_header = f"Host: {self.host}:{self.port}\r\n"
+        shown = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 in brackets
+        self._host_header = f"Host: {shown}:{self.port}\r\n"
 
     def request(
         self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"

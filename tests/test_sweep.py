@@ -143,3 +143,28 @@ def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
     assert_all_gone(children, tmp_path)
     summary = json.loads((run_dir_of(tmp_path) / "summary.json").read_text())
     assert len(summary["cells"]) >= 1, "finished cells were written before the crash"
+
+
+def ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_ipv6_host_works_end_to_end(tmp_path):
+    """--host ::1: servers bind it, URLs bracket it, verify, Locust and the clients reach it."""
+    result = pushpull(
+        "bench", "--host", "::1", "--transports", "websocket,sse", "--clients", "2",
+        "--duration", "1", "--grace", "0.5", "--no-plot", "--out", str(tmp_path), timeout=200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    cells = json.loads((run_dir_of(tmp_path) / "summary.json").read_text())["cells"]
+    assert [c["transport"] for c in cells] == ["websocket", "sse"]
+    for cell in cells:
+        assert cell["received"] == cell["expected"] > 0 and cell["lost"] == 0 and not cell["errors"]
