@@ -108,6 +108,17 @@ class EventLog:
         """The JSON text of the event just published (encoded once, sent to every client)."""
         return self._events[-1][1]
 
+    def check_after(self, after: int, name: str) -> None:
+        """A resume point beyond the last seq is a client's mistake (a server restarted under
+        it, say), never an endless wait: 400."""
+        if after > self.last_seq:
+            raise BadRequest(f"{name} {after} is beyond the server's last seq {self.last_seq}")
+
+    def truncated(self, after: int) -> bool:
+        """Whether some events after `after` are no longer retained (a resume would miss them)."""
+        oldest = self._events[0][0] if self._events else self.last_seq + 1
+        return after + 1 < oldest and after < self.last_seq
+
     def since(self, after: int) -> tuple[list[str], bool]:
         """JSON of the retained events with seq > after, oldest first; True if some are gone."""
         newer = self.last_seq - after
@@ -336,7 +347,20 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         default=0,
         help="pad every tick with this many bytes of data (default 0)",
     )
+    parser.add_argument(
+        "--retain-events",
+        type=retain_value,
+        default=RETAINED_EVENTS,
+        help=f"newest events kept for resumes and polls (default {RETAINED_EVENTS})",
+    )
     return parser
+
+
+def retain_value(text: str) -> int:
+    value = _int(text, "an event count")
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (1 to 10000000 events)")
+    return value
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -414,5 +438,5 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
 def main_of(prog: str, description: str, create_app: Callable, argv: list[str] | None) -> None:
     """`python -m servers.<name>`: parse the common arguments, build the app, serve."""
     args = server_arguments(prog, description).parse_args(argv)
-    log, counters = EventLog(), Counters()
+    log, counters = EventLog(args.retain_events), Counters()
     serve(prog, args, create_app(log, counters), log, counters)

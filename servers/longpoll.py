@@ -50,6 +50,7 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         timeout = parse_float_arg("timeout", default=0.0, minimum=0.0, maximum=MAX_POLL_TIMEOUT_S)
         if after is None:
             return events_response([], False)
+        log.check_after(after, "after")
         found, truncated = log.since(after)
         if not found and timeout > 0:
             counters.clients += 1
@@ -81,6 +82,7 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
                 raise BadRequest(f"Last-Event-ID must be an integer, got {resume!r}") from None
             if cursor < 0:
                 raise BadRequest(f"Last-Event-ID must be >= 0, got {cursor}")
+            log.check_after(cursor, "Last-Event-ID")
         return Response(
             sse_messages(cursor),
             mimetype="text/event-stream",
@@ -90,7 +92,10 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
     def sse_messages(cursor: int):
         counters.clients += 1
         try:
-            welcome = json.dumps({"last_seq": cursor, "pid": pid})
+            welcome = {"last_seq": cursor, "pid": pid}
+            if log.truncated(cursor):  # a resume asking for events no longer retained
+                welcome["truncated"] = True
+            welcome = json.dumps(welcome)
             yield f"event: welcome\ndata: {welcome}\n\n"
             while True:
                 found, _ = log.since(cursor)

@@ -164,3 +164,29 @@ def test_a_message_strict_json_cannot_carry_is_refused_without_a_gap(transport):
             assert event["data"] == {"text": "fine"}
         finally:
             probe.close()
+
+
+def test_resumes_tell_the_truth():
+    """A resume beyond the last seq is a 400, not an endless wait; one asking for events no
+    longer retained says `truncated`, in the long-poll answer and in the SSE welcome."""
+    with running_server("servers.longpoll", 100, "--retain-events", "5") as (url, _pid):
+        time.sleep(0.3)
+        _, body = call(url + "/events")
+        last = body["last_seq"]
+        assert last > 10
+        status, body = call(f"{url}/events?after={last + 1000}&timeout=5")
+        assert status == 400 and "beyond" in body["error"]
+        parts = urllib.parse.urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        connection.request("GET", "/stream", headers={"Last-Event-ID": str(last + 1000)})
+        response = connection.getresponse()
+        assert response.status == 400 and "beyond" in json.loads(response.read())["error"]
+        connection.close()
+        status, body = call(f"{url}/events?after=1&timeout=0")
+        assert status == 200 and body["truncated"] is True and len(body["events"]) <= 5
+        resumed = SSEProbe(url, last_event_id=1)
+        assert resumed.welcome.get("truncated") is True and resumed.baseline == 1
+        resumed.close()
+        fresh = SSEProbe(url)
+        assert "truncated" not in fresh.welcome
+        fresh.close()
