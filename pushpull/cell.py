@@ -187,10 +187,12 @@ def run_cell(
             f"cell {cell.name}: {type(exc).__name__}: {exc}{f' (server log: {tail})' if tail else ''}"
         ) from None
     finally:
-        if locust is not None:
-            locust.stop()
-        if server is not None:
-            server.stop()
+        try:
+            if locust is not None:
+                locust.stop()
+        finally:  # a second Ctrl-C while Locust stops still stops the server
+            if server is not None:
+                server.stop()
     write_json(
         cell_dir / "histograms.json",
         {name: merged["histograms"][name].encode().decode("ascii") for name in HISTOGRAMS},

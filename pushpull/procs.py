@@ -58,13 +58,20 @@ class Managed:
         return " | ".join(useful[-lines:])
 
     def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM to the group, then SIGKILL after grace_s; always reaps."""
-        if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
+        """SIGTERM to the group, then SIGKILL after grace_s; always reaps. Interrupted while
+        waiting (a second Ctrl-C), it kills the group at once and lets the interrupt go on."""
+        try:
+            if self.popen.poll() is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    self.popen.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    pass
+        except KeyboardInterrupt:
+            self._signal_group(signal.SIGKILL)
+            self.popen.wait()
+            self._log.close()
+            raise
         self._signal_group(signal.SIGKILL)  # stragglers in the group (e.g. Locust workers)
         try:
             self.popen.wait(timeout=grace_s)

@@ -187,6 +187,7 @@ def run_cells(
     else:
         print(f"pushpull: results in {run_dir}", flush=True)
     previous_term = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous_hup = signal.signal(signal.SIGHUP, raise_interrupt)  # a closed terminal: the same
     status = 0
     try:
         manifest["floor"] = measure_floor(run_dir, cpus)
@@ -219,6 +220,7 @@ def run_cells(
         )
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGHUP, previous_hup)
         summary["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_json(run_dir / "summary.json", summary)
     return status, run_dir

@@ -426,6 +426,7 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
     publisher = gevent.spawn(run_publisher, log, args.rate, "x" * args.payload_bytes)
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)
+    gevent.signal_handler(signal.SIGHUP, server.stop)
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL
     announce = {"listening": f"http://{shown}:{bound_port}", "pid": os.getpid(), "nofile": nofile}
     print(json.dumps(announce), flush=True)
