@@ -127,10 +127,21 @@ def manifest_section(manifest: dict) -> str:
 
 def build_report(run: Run, charts: list[Path]) -> str:
     cells = run.cells
+    failed = run.summary.get("failed") or []
     status = (
-        "complete"
+        ("complete" if not failed else f"complete, but {len(failed)} cell(s) failed")
         if run.summary.get("complete")
         else "incomplete (interrupted or failed): partial results"
+    )
+    failures = (
+        "<h2>Failed cells</h2><ul id='failed'>"
+        + "".join(
+            f"<li><b>{html.escape(str(f.get('name')))}</b>: {html.escape(str(f.get('reason')))}</li>"
+            for f in failed
+        )
+        + "</ul>"
+        if failed
+        else ""
     )
     notes = "".join(
         f"<li>{html.escape(n)}</li>" for n in findings(run.points(), load_capacity(run))
@@ -149,7 +160,7 @@ def build_report(run: Run, charts: list[Path]) -> str:
 <p class="lead">Run {html.escape(run.path.name)}, {html.escape(status)}: {len(cells)} cell(s), {html.escape(run.title_suffix())}.
 Delivery latency is each client's receive time minus the server's publish time (for chat: the sender's send time),
 measured per recipient in the steady-state window; warm-up is excluded.</p>
-<h2>Findings</h2><ul id="findings">{notes}</ul>
+<h2>Findings</h2><ul id="findings">{notes}</ul>{failures}
 <h2>Charts</h2>{figures}
 <h2>Every cell</h2>{cell_table(cells)}
 <h2>Machine and run</h2>{manifest_section(run.manifest)}

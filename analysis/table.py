@@ -80,5 +80,9 @@ def write_summary_table(run, path: Path) -> Path:
         "window only (warm-up excluded).",
         "",
     ]
-    path.write_text("\n".join(head) + markdown_table(run.cells))
+    failed = [
+        f"- failed: {f.get('name')}: {f.get('reason')}" for f in run.summary.get("failed") or []
+    ]
+    tail = "\n" + "\n".join(failed) + "\n" if failed else ""
+    path.write_text("\n".join(head) + markdown_table(run.cells) + tail)
     return path

@@ -44,6 +44,8 @@ class CapacitySearch:
     path: Path | None = None
     results: dict = field(default_factory=dict)
     _order: list[str] = field(default_factory=list)
+    _seen: int = 0  # summaries of `done` already taken into account
+    _following: Cell | None = None  # the step decided by the last summary
 
     def __post_init__(self) -> None:
         self._order = list(self.config.transports)
@@ -58,27 +60,46 @@ class CapacitySearch:
         return replace(cell, clients=clients)
 
     def next_cell(self, done: list[dict]) -> Cell | None:
-        if done:
-            last = done[-1]
-            result = self.results[last["transport"]]
-            p99 = last["latency_us"]["p99"]
-            result["steps"].append([last["clients"], None if p99 is None else p99 / 1000])
-            reason = verdict(last, self.slo_p99_ms * 1000)
-            if reason is None:
-                result["capacity"] = last["clients"]
-                following = last["clients"] + self.step
-                if following <= self.maximum:
-                    self.save()
-                    return self.first_cell(last["transport"], following)
-                result["reason"] = f"reached --max {self.maximum} within the limit"
-                result["lower_bound"] = True
-            else:
-                result["stopped_at"] = last["clients"]
-                result["reason"] = reason
-                result["lower_bound"] = last["client_bound"]
-            self.save()
+        """The next step: after a cell within the limit, the same transport with more clients;
+        after one past it (or a failed one, see `failed`), the next transport's first step."""
+        for last in done[self._seen :]:
+            self._following = self._after(last)
+        self._seen = len(done)
+        if self._following is not None:
+            cell, self._following = self._following, None
+            return cell
         untried = [t for t in self._order if not self.results[t]["steps"]]
         return self.first_cell(untried[0], self.start) if untried else None
+
+    def _after(self, last: dict) -> Cell | None:
+        result = self.results[last["transport"]]
+        p99 = last["latency_us"]["p99"]
+        result["steps"].append([last["clients"], None if p99 is None else p99 / 1000])
+        reason = verdict(last, self.slo_p99_ms * 1000)
+        following = None
+        if reason is None:
+            result["capacity"] = last["clients"]
+            if last["clients"] + self.step <= self.maximum:
+                following = self.first_cell(last["transport"], last["clients"] + self.step)
+            else:
+                result["reason"] = f"reached --max {self.maximum} within the limit"
+                result["lower_bound"] = True
+        else:
+            result["stopped_at"] = last["clients"]
+            result["reason"] = reason
+            result["lower_bound"] = last["client_bound"]
+        self.save()
+        return following
+
+    def failed(self, cell: Cell, reason: str) -> None:
+        """A step whose cell failed (server or Locust died): the search of that transport stops
+        there, with the reason, and goes on to the next transport."""
+        result = self.results[cell.transport]
+        result["steps"].append([cell.clients, None])
+        result["stopped_at"] = cell.clients
+        result["reason"] = f"the cell failed: {reason}"
+        self._following = None
+        self.save()
 
     def save(self) -> None:
         if self.path is not None:

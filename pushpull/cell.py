@@ -122,12 +122,25 @@ def wait_for_files(
     return files
 
 
-def sleep_until(t_ns: int, tick: Callable[[float], None], process: Managed) -> None:
+def exit_text(process: Managed) -> str:
+    code = process.popen.returncode
+    return f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+
+
+def sleep_until(
+    t_ns: int, tick: Callable[[float], None], locust: Managed, server: Managed, phase: str
+) -> None:
+    """Sleep until t_ns, noticing within half a second a server or Locust that died."""
+    started = time.monotonic()
     while (left := (t_ns - time.time_ns()) / 1e9) > 0:
-        if not process.alive():
-            raise HarnessError(f"Locust exited during the run: {process.log_tail()}")
+        for name, process in (("server", server), ("Locust", locust)):
+            if not process.alive():
+                raise HarnessError(
+                    f"{name} exited ({exit_text(process)}) {time.monotonic() - started:.0f} s "
+                    f"into the {phase}: {process.log_tail() or 'no log line'}"
+                )
         tick(left)
-        time.sleep(min(left, 1.0))
+        time.sleep(min(left, 0.5))
 
 
 def run_cell(
@@ -166,9 +179,13 @@ def run_cell(
             cwd=cell_dir,
         )
         window = wait_for(cell_dir / "window.json", locust, spawn_deadline, "the end of spawning")
-        sleep_until(window["start_ns"], lambda left: tick("warm-up", left), locust)
+        sleep_until(
+            window["start_ns"], lambda left: tick("warm-up", left), locust, server, "warm-up"
+        )
         start = snapshot(url, server_proc)
-        sleep_until(window["end_ns"], lambda left: tick("measuring", left), locust)
+        sleep_until(
+            window["end_ns"], lambda left: tick("measuring", left), locust, server, "window"
+        )
         end = snapshot(url, server_proc)
         published = get_json(
             url + f"/published?since={window['start_ns']}&until={window['end_ns']}"
@@ -181,10 +198,14 @@ def run_cell(
                 f"Locust did not finish after the window: {locust.log_tail()}"
             ) from None
         merged = merge_process_files(wait_for_files(cell_dir, cell.loadgen_procs, locust))
-    except (OSError, ValueError) as exc:  # the server stopped answering (urllib) or bad JSON
+    except (OSError, ValueError, psutil.Error) as exc:  # the server stopped answering, bad JSON
         tail = server.log_tail() if server is not None else ""
+        if server is not None and not server.alive():
+            raise HarnessError(
+                f"server exited ({exit_text(server)}): {tail or 'no log line'}"
+            ) from None
         raise HarnessError(
-            f"cell {cell.name}: {type(exc).__name__}: {exc}{f' (server log: {tail})' if tail else ''}"
+            f"{type(exc).__name__}: {exc}{f' (server log: {tail})' if tail else ''}"
         ) from None
     finally:
         try:

@@ -225,10 +225,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     config = bench_config(args)
     status, run_dir = run_sweep(config, pin=not args.no_pin)
-    if not args.no_plot and status in (0, 130):
-        report_status = cmd_report_dir(run_dir)  # an interrupted run is drawn too
+    if not args.no_plot and measured(run_dir):
+        report_status = cmd_report_dir(run_dir)  # an interrupted or partly failed run is drawn too
         status = status or report_status
     return status
+
+
+def measured(run_dir: Path) -> bool:
+    """Whether the run folder holds at least one measured cell (then it can be drawn)."""
+    import json
+
+    try:
+        return bool(json.loads((run_dir / "summary.json").read_text())["cells"])
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def cmd_report_dir(run_dir: Path) -> int:
@@ -288,7 +298,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
     )
     status, run_dir = run_sweep(config, pin=not args.no_pin, command="perf")
-    if status in (0, 130) and (run_dir / "summary.json").exists():
+    if measured(run_dir):
         report = write_perf_report(run_dir)
         print(report.read_text())
         print(f"pushpull: perf report in {report} and {report.with_suffix('.json')}")
@@ -324,10 +334,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
     extra = {"capacity": {"slo_p99_ms": slo, "start": start, "step": step, "max": maximum}}
     status, run_dir = run_cells(
-        config, not args.no_pin, search.next_cell, None, "capacity", extra, prepare
+        config, not args.no_pin, search.next_cell, None, "capacity", extra, prepare, search.failed
     )
     print(search.report())
-    if not args.no_plot and status in (0, 130) and (run_dir / "capacity.json").exists():
+    if not args.no_plot and measured(run_dir) and (run_dir / "capacity.json").exists():
         report_status = cmd_report_dir(run_dir)  # an interrupted run is drawn too
         status = status or report_status
     return status

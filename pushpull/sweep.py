@@ -67,6 +67,12 @@ class Progress:
             print(text, file=self.stream, flush=True)
         self.phase = phase
 
+    def failed(self, cell: Cell) -> None:
+        self.remaining_s.pop(cell, None)
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
     def done(self, cell: Cell, line: str) -> None:
         self.remaining_s.pop(cell, None)
         if self.live:
@@ -155,9 +161,12 @@ def run_cells(
     command: str = "bench",
     extra_manifest: dict | None = None,
     prepare: Callable[[Path], None] | None = None,
+    on_failure: Callable[[Cell, str], None] | None = None,
 ) -> tuple[int, Path]:
     """Measure cells into a new run folder until `next_cell(summaries so far)` returns None.
-    `planned` (when known in advance) drives the progress estimate."""
+    `planned` (when known in advance) drives the progress estimate. A cell that fails (its
+    server or Locust died, or would not start) is recorded under "failed" with the reason and
+    `on_failure(cell, reason)` is told; the sweep goes on and ends with status 1."""
     placement = cpu_placement(pin)
     run_dir = new_run_dir(config.out).resolve()
     point_latest(run_dir)
@@ -173,6 +182,7 @@ def run_cells(
         "interrupted": False,
         "error": None,
         "cells": [],
+        "failed": [],
     }
     write_json(run_dir / "summary.json", summary)
     if prepare is not None:
@@ -193,12 +203,22 @@ def run_cells(
         manifest["floor"] = measure_floor(run_dir, cpus)
         write_json(run_dir / "manifest.json", manifest)
         while (cell := next_cell(summary["cells"])) is not None:
-            progress.start(len(summary["cells"]) + 1, cell)
-            cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
+            progress.start(len(summary["cells"]) + len(summary["failed"]) + 1, cell)
+            try:
+                cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
+            except HarnessError as exc:  # this cell failed; its files stay, the sweep goes on
+                summary["failed"].append({**cell.as_dict(), "name": cell.name, "reason": str(exc)})
+                write_json(run_dir / "summary.json", summary)
+                progress.failed(cell)
+                print(f"pushpull {command}: error: cell {cell.name}: {exc}", file=sys.stderr)
+                if on_failure is not None:
+                    on_failure(cell, str(exc))
+                continue
             summary["cells"].append(cell_summary)
             write_json(run_dir / "summary.json", summary)
             progress.done(cell, f"{cell.label()}: {result_line(cell_summary)}")
         summary["complete"] = True
+        status = 1 if summary["failed"] else 0
     except KeyboardInterrupt:
         summary["interrupted"] = True
         status = 130

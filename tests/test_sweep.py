@@ -173,3 +173,53 @@ def test_ipv6_host_works_end_to_end(tmp_path):
     assert [c["transport"] for c in cells] == ["websocket", "sse"]
     for cell in cells:
         assert cell["received"] == cell["expected"] > 0 and cell["lost"] == 0 and not cell["errors"]
+
+
+def test_a_server_crash_fails_one_cell_and_the_sweep_goes_on(tmp_path):
+    process = start_bench(
+        tmp_path, "--clients", "2", "--transports", "longpoll,websocket", "--duration", "4",
+        "--grace", "0.5",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/longpoll-*/window.json")):  # the first cell's window opened
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    servers = [
+        p for p in psutil.Process(process.pid).children(recursive=True)
+        if "servers.longpoll" in " ".join(p.cmdline())
+    ]  # fmt: skip
+    servers[-1].kill()
+    killed = time.monotonic()
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "server exited (killed by signal 9)" in errors[0], stderr
+    run = run_dir_of(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["complete"] is True
+    (failed,) = summary["failed"]
+    assert failed["transport"] == "longpoll" and "killed by signal 9" in failed["reason"]
+    assert (run / failed["name"] / "server.log").exists(), "the failed cell's files are kept"
+    (cell,) = summary["cells"]
+    assert cell["transport"] == "websocket" and cell["lost"] == 0
+    report = (run / "report.html").read_text()
+    assert "Failed cells" in report and "killed by signal 9" in report
+    assert time.monotonic() - killed < 120
+
+
+def test_capacity_goes_on_to_the_next_transport_after_a_failed_step():
+    from pushpull.capacity import CapacitySearch
+    from pushpull.config import BenchConfig
+
+    search = CapacitySearch(
+        BenchConfig(clients=[10], transports=["longpoll", "sse"]), 250, 10, 10, 50
+    )
+    first = search.next_cell([])
+    assert (first.transport, first.clients) == ("longpoll", 10)
+    search.failed(first, "server exited (killed by signal 9)")
+    following = search.next_cell([])
+    assert (following.transport, following.clients) == ("sse", 10)
+    result = search.results["longpoll"]
+    assert result["stopped_at"] == 10 and "killed by signal 9" in result["reason"]
+    assert result["capacity"] is None
