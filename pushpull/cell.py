@@ -7,6 +7,7 @@ free port -> start server -> readiness (pid checked) -> verify protocol -> start
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -86,7 +87,20 @@ def locust_command(
         "--measure", f"{config.duration:g}",
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
-    ] + (["--processes", str(cell.loadgen_procs)] if cell.loadgen_procs > 1 else [])  # fmt: skip
+    ] + (master_options(cell.loadgen_procs) if cell.loadgen_procs > 1 else [])  # fmt: skip
+
+
+def master_options(procs: int) -> list[str]:
+    """Locust master and workers on loopback, on a free port (not *:5557, which a second run or
+    another host could reach)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    return [
+        "--processes", str(procs),
+        "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+        "--master-host", "127.0.0.1", "--master-port", port,
+    ]  # fmt: skip
 
 
 def tick_rate(cell: Cell) -> float:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pushpull import config as cfg
 from pushpull import transports
+from pushpull.procs import HarnessError
 
 DEFAULTS = {
     "clients": "10,100,500",
@@ -121,6 +122,11 @@ def build_parser() -> Parser:
         action="store_true",
         help="don't put server and load generator on separate cores",
     )
+    bench.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="measure even while another pushpull run measures (recorded in the results)",
+    )
     bench.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
 
     perf = commands.add_parser(
@@ -144,6 +150,11 @@ def build_parser() -> Parser:
     perf.add_argument("--repeat", default="3", help="repeats per variant (default %(default)s)")
     perf.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
     perf.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
+    perf.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="measure even while another pushpull run measures (recorded in the results)",
+    )
 
     capacity = commands.add_parser(
         "capacity", help="step clients up per transport until p99 passes a limit"
@@ -177,6 +188,11 @@ def build_parser() -> Parser:
     )
     capacity.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
     capacity.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
+    capacity.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="measure even while another pushpull run measures (recorded in the results)",
+    )
     capacity.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
 
     commands.add_parser("transports", help="list the transports pushpull measures")
@@ -217,6 +233,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         client_kinds=cfg.parse_client_kinds(args.client, chosen),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
         grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
+        allow_concurrent=args.allow_concurrent,
     )
 
 
@@ -296,6 +313,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         client_kinds=cfg.parse_client_kinds(args.client, chosen),
         loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
+        allow_concurrent=args.allow_concurrent,
     )
     status, run_dir = run_sweep(config, pin=not args.no_pin, command="perf")
     if measured(run_dir):
@@ -324,6 +342,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         spawn_rate=cfg.bounded_float(
             "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
         ),
+        allow_concurrent=args.allow_concurrent,
     )
     slo = cfg.bounded_float("--slo-p99", args.slo_p99, "milliseconds", "250", 0.0, 60_000.0)
     search = CapacitySearch(config, slo, start, step, maximum)
@@ -377,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.UsageError as exc:
         print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except HarnessError as exc:  # e.g. another run is measuring: one line, nothing started
+        print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("pushpull: interrupted", file=sys.stderr)
         return 130

@@ -72,6 +72,7 @@ class BenchConfig:
     scenario: str = "broadcast"
     send_rates: list[float] = field(default_factory=lambda: [0.2])
     payload_bytes: list[int] = field(default_factory=lambda: [0])
+    allow_concurrent: bool = False  # measure even while another pushpull run measures
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""

@@ -21,6 +21,7 @@ from pushpull.cell import run_cell
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import build_manifest, new_run_dir, point_latest, write_json
 from pushpull.procs import HarnessError, Managed
+from pushpull.runlock import RunLock
 from pushpull.schema import SCHEMA_VERSION
 
 
@@ -167,12 +168,24 @@ def run_cells(
     `planned` (when known in advance) drives the progress estimate. A cell that fails (its
     server or Locust died, or would not start) is recorded under "failed" with the reason and
     `on_failure(cell, reason)` is told; the sweep goes on and ends with status 1."""
+    lock = RunLock.acquire(config.allow_concurrent)  # before anything is created or started
+    try:
+        return _run_cells(
+            config, pin, next_cell, planned, command, extra_manifest, prepare, on_failure, lock
+        )
+    finally:
+        lock.release()
+
+
+def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare, on_failure, lock):
     placement = cpu_placement(pin)
     run_dir = new_run_dir(config.out).resolve()
+    lock.describe(run_dir, command)
     point_latest(run_dir)
     cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
     manifest = build_manifest(config.to_json(), placement)
     manifest["command"] = command
+    manifest["concurrent_with"] = lock.concurrent_with  # another run measuring at the same time
     manifest.update(extra_manifest or {})
     write_json(run_dir / "manifest.json", manifest)
     summary = {
@@ -183,6 +196,7 @@ def run_cells(
         "error": None,
         "cells": [],
         "failed": [],
+        "concurrent_with": lock.concurrent_with,
     }
     write_json(run_dir / "summary.json", summary)
     if prepare is not None:

@@ -223,3 +223,45 @@ def test_capacity_goes_on_to_the_next_transport_after_a_failed_step():
     result = search.results["longpoll"]
     assert result["stopped_at"] == 10 and "killed by signal 9" in result["reason"]
     assert result["capacity"] is None
+
+
+def test_a_second_run_refuses_while_one_measures(tmp_path):
+    first = start_bench(
+        tmp_path / "a", "--clients", "2", "--transports", "longpoll", "--duration", "30"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "a" / "latest" / "manifest.json").exists():
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.1)
+        second = pushpull("bench", "--clients", "2", "--transports", "websocket",
+                          "--out", str(tmp_path / "b"), timeout=60)  # fmt: skip
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        (line,) = second.stderr.strip().splitlines()
+        assert "another pushpull run is measuring" in line and f"pid {first.pid}" in line
+        assert str(run_dir_of(tmp_path / "a")) in line and "--allow-concurrent" in line
+        assert not (tmp_path / "b").exists(), "nothing was created or started"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+
+
+def test_two_locust_processes_end_to_end(tmp_path):
+    """--loadgen-procs 2: Locust's master and a worker on a free loopback port, histograms
+    merged exactly, every delivery accounted for."""
+    result = pushpull(
+        "bench", "--transports", "websocket", "--clients", "6", "--loadgen-procs", "2",
+        "--duration", "2", "--grace", "0.5", "--no-plot", "--out", str(tmp_path), timeout=200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    run = run_dir_of(tmp_path)
+    (cell,) = json.loads((run / "summary.json").read_text())["cells"]
+    assert cell["loadgen_procs"] == 2 and len(cell["loadgen_cpu_percent_per_process"]) == 2
+    assert len(list((run / cell["name"]).glob("loadgen-*.json"))) == 2
+    assert (
+        cell["clients_connected"] == 6
+        and cell["lost"] == 0
+        and cell["received"] == cell["expected"] > 0
+    )
+    locust_log = (run / cell["name"] / "locust.log").read_text()
+    assert "5557" not in locust_log
