@@ -28,6 +28,7 @@ from servers.common import (
     Unpublishable,
     add_common_routes,
     counting,
+    decode_json,
     main_of,
 )
 
@@ -83,13 +84,10 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         try:
             while True:
                 text = ws.receive()
-                error = chat_error(text)
-                if error is not None:
-                    with sending:
-                        ws.send(json.dumps({"type": "error", "error": error}))
-                    continue
                 try:
-                    log.publish_chat(json.loads(text))
+                    if not isinstance(text, str):
+                        raise Unpublishable("chat messages are text frames holding a JSON object")
+                    log.publish_chat(decode_json(text))
                 except Unpublishable as exc:
                     with sending:
                         ws.send(json.dumps({"type": "error", "error": str(exc)}))
@@ -100,19 +98,6 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
 
     app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
     return app
-
-
-def chat_error(text: object) -> str | None:
-    """Why a received frame is not a chat message, or None if it is one."""
-    if not isinstance(text, str):
-        return "chat messages are text frames holding a JSON object"
-    try:
-        message = json.loads(text)
-    except ValueError:
-        return "a chat message must be JSON"
-    if not isinstance(message, dict):
-        return "a chat message must be a JSON object"
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,19 +13,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def running_server(module: str, rate: float = 0.0, *extra: str):
-    """Start `python -m module --port 0`, read its announce line, yield (url, pid), stop it."""
+def running_server(module: str, rate: float = 0.0, *extra: str, stderr: Path | None = None):
+    """Start `python -m module --port 0`, read its announce line, yield (url, pid), stop it.
+    With `stderr`, the server's error output goes to that file."""
+    error_file = open(stderr, "w") if stderr is not None else None  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", module, "--port", "0", "--rate", str(rate), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=error_file or subprocess.PIPE,
         text=True,
     )
     try:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"{module} did not start: {process.stderr.read()}")
+            raise RuntimeError(f"{module} did not start (exit {process.wait()})")
         announce = json.loads(line)
         yield announce["listening"], announce["pid"]
     finally:
@@ -35,6 +37,8 @@ def running_server(module: str, rate: float = 0.0, *extra: str):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if error_file is not None:
+            error_file.close()
 
 
 def pushpull(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:

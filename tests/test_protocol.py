@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from pushpull import transports
-from pushpull.probes import ProbeError, SSEProbe, call
+from pushpull.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
 from pushpull.verify import verify
 from tests.conftest import running_server
 
@@ -190,3 +190,78 @@ def test_resumes_tell_the_truth():
         fresh = SSEProbe(url)
         assert "truncated" not in fresh.welcome
         fresh.close()
+
+
+BAD_MESSAGES = [
+    {"x": float("nan")},
+    {"x": float("inf")},
+    {"t_send": True},
+    {"t_send": 10**30},
+    {"t_send": -1},
+    {"t_send": 1.5},
+    [1, 2],
+    "just a string",
+    5,
+]
+DEEP = '{"x":' + "[" * 30_000 + "]" * 30_000 + "}"  # under 64 KiB, beyond any decoder's nesting
+
+
+def send_raw(probe, text: str) -> None:
+    """A chat message as raw JSON text, whatever the transport (the probes encode dicts)."""
+    if isinstance(probe, WebSocketProbe):
+        probe.ws.send(text)
+    elif isinstance(probe, SocketIOProbe):
+        probe.client.client.eio.send('2["message",' + text + "]")
+    else:
+        request = urllib.request.Request(
+            probe.url + "/messages", data=text.encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 400
+
+
+@pytest.mark.parametrize("transport", transports.NAMES)
+def test_bad_chat_messages_are_refused_and_break_nothing(transport, tmp_path):
+    """The class of bad input: wrong types, out-of-range times, non-JSON values, nesting no
+    decoder takes. Each is refused in the transport's way, takes no seq, leaves no traceback,
+    and the next good message arrives as the next event."""
+    spec = transports.get(transport)
+    stderr = tmp_path / "server.err"
+    with running_server(spec.server, 0, stderr=stderr) as (url, _pid):
+        probe = spec.probe_factory()(url)
+        try:
+            for bad in BAD_MESSAGES:
+                with pytest.raises(ProbeError):
+                    probe.send(bad)
+                    probe.receive(1, timeout=2)  # a transport without acks answers with an error
+            if isinstance(probe, WebSocketProbe):
+                send_raw(probe, DEEP)
+                with pytest.raises(ProbeError, match="nested too deeply"):
+                    probe.receive(1, timeout=2)
+            else:
+                send_raw(probe, DEEP)
+            probe.send({"text": "fine"})
+            (event,) = probe.receive(1)
+            assert event["seq"] == probe.baseline + 1, "no refused message took a seq"
+            assert event["data"] == {"text": "fine"}
+            assert call(url + "/healthz")[0] == 200
+        finally:
+            probe.close()
+    assert "Traceback" not in stderr.read_text()
+
+
+def test_socketio_refuses_binary_payloads_and_extra_arguments(tmp_path):
+    stderr = tmp_path / "server.err"
+    with running_server("servers.push", 0, stderr=stderr) as (url, _pid):
+        probe = SocketIOProbe(url, "websocket")
+        try:
+            binary = probe.client.call("message", {"x": b"\x00\xff"}, timeout=5)
+            assert "JSON cannot carry" in binary["error"]
+            extra = probe.client.call("message", ({"text": "a"}, 2), timeout=5)
+            assert "one argument" in extra["error"]
+            assert probe.send({"text": "fine"}) == probe.baseline + 1, "no seq was taken"
+        finally:
+            probe.close()
+    assert "Traceback" not in stderr.read_text()
