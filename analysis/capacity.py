@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, minor_2_5, plain_number, transport_order  # noqa: E402
+from analysis.style import color, label, minor_2_5, plain_number, save_figure, transport_order  # noqa: E402
 
 PLAIN = FuncFormatter(plain_number)
 
@@ -79,6 +79,6 @@ def plot_capacity(run: Run, out: Path) -> Path | None:
     )
     fig.tight_layout()
     path = out / "capacity.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path

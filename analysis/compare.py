@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, load_run, point_key  # noqa: E402
-from analysis.style import plain_number  # noqa: E402
+from analysis.style import plain_number, save_figure  # noqa: E402
 
 FIGURES = [
     ("p50", "p50 latency", lambda c: c["latency_us"]["p50"]),
@@ -152,7 +152,7 @@ def compare_chart(a: Run, b: Run, rows: list[dict], path: Path) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, series_key, series_label  # noqa: E402
-from analysis.style import color, label, minor_2_5, plain_number, rank, transport_order  # noqa: E402
+from analysis.style import color, label, minor_2_5, plain_number, rank, save_figure, transport_order  # noqa: E402
 from pushpull import transports  # noqa: E402
 
 PLAIN = FuncFormatter(plain_number)
@@ -88,7 +88,7 @@ def plot_cost_per_delivery(run: Run, out: Path) -> Path:
     fig.suptitle(f"Cost per delivered message, per transport\n{run.title_suffix()}", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.92 - 0.03 * ((len(keys) - 1) // 4)))
     path = out / "cost_per_delivery.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -159,7 +159,7 @@ def plot_latency_vs_rate(run: Run, out: Path) -> Path | None:
     )
     fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(labels) // 4), 1, 1))
     path = out / "latency_vs_rate.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -222,6 +222,6 @@ def plot_polling_vs_interval(run: Run, out: Path) -> Path | None:
     )
     fig.tight_layout()
     path = out / "polling_vs_interval.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path

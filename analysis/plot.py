@@ -22,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run, series_key, series_label  # noqa: E402
-from analysis.style import LINESTYLES, color, minor_2_5, plain_number, rank  # noqa: E402
+from analysis.style import LINESTYLES, color, minor_2_5, plain_number, rank, save_figure  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
 from analysis.timeline import plot_timeline  # noqa: E402
 
@@ -134,7 +134,7 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
     )
     fig.tight_layout()
     path = out / "latency_vs_clients.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -198,7 +198,7 @@ def plot_distributions(run: Run, out: Path) -> Path:
     )
     fig.tight_layout()
     path = out / "latency_distribution.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -219,6 +219,10 @@ def plot_run(run_dir: Path) -> list[Path]:
             f"{run_dir} has no measured cells yet (summary.json lists {len(run.cells)})"
         )
     out = run.path / "charts"
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise PlotError(
+            f"{out} is not a folder of this run (a link?): charts are written only inside the run folder"
+        )
     out.mkdir(exist_ok=True)
     paths = [
         plot_latency_vs_clients(run, out),

@@ -13,7 +13,7 @@ from analysis.capacity import load_capacity
 from analysis.findings import findings
 from analysis.plot import plot_run
 from analysis.results import Run, cell_variants, load_run
-from analysis.style import color, label, ms_text
+from analysis.style import color, label, ms_text, write_text_inside
 
 QUESTIONS = {
     "latency_vs_clients.png": "How long does each client wait for an event, per transport, as the number of clients grows?",
@@ -58,9 +58,9 @@ def cell_value(cell: dict, key: str) -> str:
             label(cell["transport"]) + (f" ({', '.join(extra)})" if extra else "")
         )
     if key == "rate":
-        return f"{cell['rate']:g}"
+        return html.escape(f"{cell['rate']:g}")
     if key == "lost":
-        return f"{cell['lost']} / {cell['expected']}"
+        return html.escape(f"{cell['lost']} / {cell['expected']}")
     if key == "flags":
         flags = []
         if cell.get("client_bound"):
@@ -71,9 +71,9 @@ def cell_value(cell: dict, key: str) -> str:
     value = cell.get(key)
     if value is None:
         return "-"
-    if key == "requests_per_delivery":
+    if key == "requests_per_delivery" and isinstance(value, float):
         return f"{value:.2f}"
-    return f"{value:.0f}" if isinstance(value, float) else str(value)
+    return f"{value:.0f}" if isinstance(value, float) else html.escape(str(value))
 
 
 def cell_table(cells: list[dict]) -> str:
@@ -172,6 +172,4 @@ def write_report(run_dir: Path) -> Path:
     """Draw the run's charts from its data, then write report.html beside them."""
     charts = plot_run(run_dir)
     run = load_run(run_dir)
-    path = run.path / "report.html"
-    path.write_text(build_report(run, charts))
-    return path
+    return write_text_inside(run.path, "report.html", build_report(run, charts))

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 from pushpull import transports
 
@@ -43,3 +45,20 @@ def minor_2_5(value: float, _pos=None) -> str:
         return ""
     mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
     return f"{value:g}" if round(mantissa, 6) in (2.0, 5.0) else ""
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a chart atomically, never through a symlink (a link at `path` is replaced, not
+    followed): a temp file beside it, then a rename."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def write_text_inside(folder: Path, name: str, text: str) -> Path:
+    """Write folder/name atomically, replacing (not following) a symlink there."""
+    path = folder / name
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from analysis.results import cell_variants
 from analysis.style import ms_text as ms
-from analysis.style import rank
+from analysis.style import rank, write_text_inside
 
 
 def num(value, digits: int = 2) -> str:
@@ -84,5 +84,6 @@ def write_summary_table(run, path: Path) -> Path:
         f"- failed: {f.get('name')}: {f.get('reason')}" for f in run.summary.get("failed") or []
     ]
     tail = "\n" + "\n".join(failed) + "\n" if failed else ""
-    path.write_text("\n".join(head) + markdown_table(run.cells) + tail)
-    return path
+    return write_text_inside(
+        path.parent, path.name, "\n".join(head) + markdown_table(run.cells) + tail
+    )

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, rank  # noqa: E402
+from analysis.style import color, label, rank, save_figure  # noqa: E402
 
 SHOWN_S = 4.0
 
@@ -117,6 +117,6 @@ def plot_timeline(run: Run, out: Path) -> Path | None:
     )
     fig.subplots_adjust(left=0.17, right=0.98, top=0.8, bottom=0.3 if len(rows) > 2 else 0.4)
     path = out / "timeline.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
     return path

@@ -130,3 +130,31 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
     for complete, width, height in seen["images"]:
         assert complete and width > 300 and height > 200, "every chart rendered"
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 50_000
+
+
+def test_report_escapes_the_run_folder_and_never_writes_through_a_link(tiny_run, tmp_path):
+    """Values from a run folder cannot inject markup, and a link planted in the run folder is
+    replaced, not followed."""
+    import shutil
+
+    run = tmp_path / "poisoned"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["cells"][0]["errors"] = "<script>alert(1)</script>"
+    summary["failed"] = [{"name": "<img src=x onerror=alert(2)>", "reason": "<b>x</b>"}]
+    (run / "summary.json").write_text(json.dumps(summary))
+    outside = tmp_path / "outside.html"
+    outside.write_text("untouched")
+    (run / "report.html").unlink()
+    (run / "report.html").symlink_to(outside)
+    result = pushpull("report", str(run))
+    assert result.returncode == 0, result.stderr
+    assert outside.read_text() == "untouched" and not (run / "report.html").is_symlink()
+    page = (run / "report.html").read_text()
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;" in page and "&lt;img src=x" in page
+    shutil.rmtree(run / "charts")
+    (run / "charts").symlink_to(tmp_path)
+    refused = pushpull("report", str(run))
+    assert refused.returncode == 1 and "only inside the run folder" in refused.stderr
+    assert not list(tmp_path.glob("*.png")), "nothing was drawn outside the run folder"
