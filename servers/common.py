@@ -7,6 +7,7 @@ Nothing here knows about the harness: servers and harness meet only over docs/pr
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import resource
@@ -423,12 +424,42 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         help="pad every tick with this many bytes of data (default 0)",
     )
     parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin (e.g. http://localhost:8000) besides the server's own that may "
+        "open its Socket.IO and WebSocket endpoints; repeat for more",
+    )
+    parser.add_argument(
         "--retain-events",
         type=retain_value,
         default=RETAINED_EVENTS,
         help=f"newest events kept for resumes and polls (default {RETAINED_EVENTS})",
     )
     return parser
+
+
+def origin_allowed(origin: str | None, environ: dict, extra: list[str]) -> bool:
+    """Who may open a websocket endpoint: clients that send no Origin (the load generator, any
+    non-browser), the server's own origin (same-origin pages), and the --allow-origin list."""
+    if not origin:
+        return True
+    host = environ.get("HTTP_HOST", "")
+    return origin in (f"http://{host}", f"https://{host}", *extra)
+
+
+def warn_if_exposed(prog: str, host: str) -> None:
+    """One line when the server binds an address other machines can reach."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        sys.stderr.write(
+            f"{prog}: warning: --host {host} is reachable from other machines and its endpoints "
+            "have no authentication\n"
+        )
 
 
 def retain_value(text: str) -> int:
@@ -479,6 +510,7 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
     import signal
 
     host, port = args.host, args.port
+    warn_if_exposed(prog, host)
     nofile = raise_nofile_limit()
     try:
         listener = gsocket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -515,4 +547,6 @@ def main_of(prog: str, description: str, create_app: Callable, argv: list[str] |
     """`python -m servers.<name>`: parse the common arguments, build the app, serve."""
     args = server_arguments(prog, description).parse_args(argv)
     log, counters = EventLog(args.retain_events), Counters()
-    serve(prog, args, create_app(log, counters), log, counters)
+    app = create_app(log, counters)
+    app.config["ALLOWED_ORIGINS"] = list(args.allow_origin)
+    serve(prog, args, app, log, counters)

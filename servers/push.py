@@ -23,6 +23,7 @@ from servers.common import (
     add_common_routes,
     counting,
     main_of,
+    origin_allowed,
 )
 
 NAME = "push"
@@ -39,7 +40,9 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         always_connect=True,
         max_http_buffer_size=MAX_BODY_BYTES,
         json=SocketIOJSON,  # undecodable packets are refused with an ack, not a traceback
-        cors_allowed_origins=[],
+        cors_allowed_origins=lambda origin, environ: origin_allowed(
+            origin, environ, app.config.get("ALLOWED_ORIGINS", [])
+        ),
         logger=False,
         engineio_logger=False,
     )

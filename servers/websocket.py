@@ -18,7 +18,7 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.selectors
-from flask import Flask
+from flask import Flask, request
 from flask_sock import ConnectionClosed, Sock
 
 from servers.common import (
@@ -29,7 +29,9 @@ from servers.common import (
     add_common_routes,
     counting,
     decode_json,
+    json_error,
     main_of,
+    origin_allowed,
 )
 
 NAME = "websocket"
@@ -56,6 +58,15 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         "max_message_size": MAX_BODY_BYTES,
     }
     sock = Sock(app)
+
+    @app.before_request
+    def refuse_foreign_origins():
+        if request.path == "/ws" and not origin_allowed(
+            request.headers.get("Origin"), request.environ, app.config.get("ALLOWED_ORIGINS", [])
+        ):
+            return json_error(403, f"origin {request.headers.get('Origin')} may not open /ws")
+        return None
+
     pid = os.getpid()
     connections: set = set()
     # One lock around every send: a broadcast (from the publisher or a chat handler) and a

@@ -265,3 +265,44 @@ def test_socketio_refuses_binary_payloads_and_extra_arguments(tmp_path):
         finally:
             probe.close()
     assert "Traceback" not in stderr.read_text()
+
+
+def websocket_opens(spec, url: str, origin: str | None) -> bool:
+    """Whether the transport's websocket endpoint upgrades a browser-like handshake (Host with
+    its port, as browsers send it) carrying this Origin."""
+    import socket
+
+    parts = urllib.parse.urlsplit(url)
+    path = "/ws" if spec.server == "servers.websocket" else "/socket.io/?EIO=4&transport=websocket"
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n" + (f"Origin: {origin}\r\n" if origin else "") + "\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+    return b" 101 " in status_line
+
+
+@pytest.mark.parametrize("server", ["servers.push", "servers.websocket"])
+def test_websocket_endpoints_accept_only_their_own_origin_unless_told(server):
+    spec = next(t for t in transports.REGISTRY if t.server == server)
+    foreign = "http://elsewhere.example"
+    with running_server(server, 0) as (url, _pid):
+        assert websocket_opens(spec, url, None), "a client without Origin (the load generator)"
+        assert websocket_opens(spec, url, url), "a same-origin page"
+        assert not websocket_opens(spec, url, foreign), "another site's page"
+    with running_server(server, 0, "--allow-origin", foreign) as (url, _pid):
+        assert websocket_opens(spec, url, foreign), "an origin named by --allow-origin"
+
+
+def test_binding_beyond_loopback_warns_in_one_line(capsys):
+    from servers.common import warn_if_exposed
+
+    for quiet in ("127.0.0.1", "::1", "localhost", "127.0.0.5"):
+        warn_if_exposed("servers.push", quiet)
+    assert capsys.readouterr().err == ""
+    warn_if_exposed("servers.push", "0.0.0.0")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--host 0.0.0.0" in line and "no authentication" in line
