@@ -314,8 +314,12 @@ class Recorder:
 def write_json(path: Path, data: dict) -> None:
     """Write atomically: the harness never reads half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def expected_deliveries(segments: list[list], first_seq: int | None, last_seq: int | None) -> int:

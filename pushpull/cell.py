@@ -19,7 +19,7 @@ import psutil
 from loadtests.recorder import HISTOGRAMS, expected_deliveries, merge_process_files
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import PROJECT_ROOT, write_json
-from pushpull.procs import HarnessError, Managed, get_json, start_server
+from pushpull.procs import HarnessError, Managed, get_json, output_error, start_server
 from pushpull.schema import CellSummary, LatencySummary
 from pushpull.verify import verify
 
@@ -213,6 +213,8 @@ def run_cell(
             ) from None
         merged = merge_process_files(wait_for_files(cell_dir, cell.loadgen_procs, locust))
     except (OSError, ValueError, psutil.Error) as exc:  # the server stopped answering, bad JSON
+        if isinstance(exc, OSError) and (cannot_write := output_error(exc)) is not None:
+            raise cannot_write from None
         tail = server.log_tail() if server is not None else ""
         if server is not None and not server.alive():
             raise HarnessError(

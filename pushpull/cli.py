@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pushpull import config as cfg
 from pushpull import transports
-from pushpull.procs import HarnessError
+from pushpull.procs import HarnessError, output_error
 
 DEFAULTS = {
     "clients": "10,100,500",
@@ -268,6 +268,9 @@ def cmd_report_dir(run_dir: Path) -> int:
     except PlotError as exc:
         print(f"pushpull report: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the charts or the report could not be written
+        print(f"pushpull report: error: {output_error(exc) or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug in drawing must not hide the measurements: one line, log kept
         log = Path(run_dir) / "error.log"
         log.write_text(traceback.format_exc())
@@ -398,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except HarnessError as exc:  # e.g. another run is measuring: one line, nothing started
         print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the run folder could not be written (a full disk, say)
+        print(f"pushpull {args.command}: error: {output_error(exc) or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pushpull: interrupted", file=sys.stderr)

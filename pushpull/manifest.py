@@ -125,7 +125,15 @@ def build_manifest(arguments: dict, placement: dict) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write atomically: a reader (or an interrupted run) never sees half a file."""
+    """Write atomically: a reader (or an interrupted run) never sees half a file. A failed
+    write (a full disk, say) leaves the old file as it was and no temp file behind."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None  # name the real file
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

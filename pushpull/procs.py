@@ -4,6 +4,7 @@ cell folder, dies with the harness (see child.py) and is stopped as a whole proc
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -17,6 +18,20 @@ from pathlib import Path
 
 class HarnessError(Exception):
     """A failure of the run (not of the user's input): one line, exit status 1."""
+
+
+class OutputError(HarnessError):
+    """The results cannot be written (a full disk, a read-only folder): the sweep stops."""
+
+
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def output_error(exc: OSError) -> OutputError | None:
+    """An OSError of writing results, as one line naming the path; None for other OSErrors."""
+    if exc.errno not in OUTPUT_ERRNOS:
+        return None
+    return OutputError(f"cannot write {exc.filename or 'the results'}: {exc.strerror}")
 
 
 class Managed:

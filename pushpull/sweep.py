@@ -7,8 +7,10 @@ so an interrupted or crashed sweep keeps (and can plot) everything it measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 from pushpull.cell import run_cell
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import build_manifest, new_run_dir, point_latest, write_json
-from pushpull.procs import HarnessError, Managed
+from pushpull.procs import HarnessError, Managed, OutputError, output_error
 from pushpull.runlock import RunLock
 from pushpull.schema import SCHEMA_VERSION
 
@@ -103,6 +105,19 @@ def result_line(summary: dict) -> str:
     if summary["client_bound"]:
         text += " [CLIENT-BOUND: " + "; ".join(summary["client_bound_reasons"]) + "]"
     return text
+
+
+MIN_FREE_BYTES = 20 * 2**20  # a cell writes a few MB (Locust's CSVs and HTML, logs, histograms)
+
+
+def check_free_space(run_dir: Path) -> None:
+    """Stop before a cell that the disk could not hold, rather than in the middle of it."""
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise OutputError(
+            f"cannot write {run_dir}: only {free / 2**20:.1f} MB free on its disk "
+            f"(a cell needs about {MIN_FREE_BYTES / 2**20:.0f} MB)"
+        )
 
 
 def raise_interrupt(signum, frame):
@@ -218,8 +233,11 @@ def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare
         write_json(run_dir / "manifest.json", manifest)
         while (cell := next_cell(summary["cells"])) is not None:
             progress.start(len(summary["cells"]) + len(summary["failed"]) + 1, cell)
+            check_free_space(run_dir)
             try:
                 cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
+            except OutputError:
+                raise
             except HarnessError as exc:  # this cell failed; its files stay, the sweep goes on
                 summary["failed"].append({**cell.as_dict(), "name": cell.name, "reason": str(exc)})
                 write_json(run_dir / "summary.json", summary)
@@ -244,9 +262,15 @@ def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare
         summary["error"] = str(exc)
         status = 1
         print(f"\npushpull {command}: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # writing the run folder failed (a full disk, say)
+        cannot_write = output_error(exc) or exc
+        summary["error"] = str(cannot_write)
+        status = 1
+        print(f"\npushpull {command}: error: {cannot_write}", file=sys.stderr)
     except Exception as exc:  # a bug: keep the results, put the traceback in the run folder
         summary["error"] = f"{type(exc).__name__}: {exc}"
-        (run_dir / "error.log").write_text(traceback.format_exc())
+        with contextlib.suppress(OSError):
+            (run_dir / "error.log").write_text(traceback.format_exc())
         status = 1
         print(
             f"\npushpull {command}: internal error: {type(exc).__name__}: {exc} (traceback in {run_dir / 'error.log'})",
@@ -256,5 +280,8 @@ def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGHUP, previous_hup)
         summary["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json(run_dir / "summary.json", summary)
+        try:
+            write_json(run_dir / "summary.json", summary)
+        except OSError:
+            pass  # the disk is full: the summary written after the last cell stays valid
     return status, run_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -265,3 +266,37 @@ def test_two_locust_processes_end_to_end(tmp_path):
     )
     locust_log = (run / cell["name"] / "locust.log").read_text()
     assert "5557" not in locust_log
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs (as root; skipped elsewhere), unmounted afterwards."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("fill", [False, True])
+def test_a_full_disk_is_one_line_and_leaves_valid_results(small_disk, fill):
+    if fill:  # nothing can be written at all
+        with contextlib.suppress(OSError), open(small_disk / "filler", "wb") as filler:
+            filler.write(b"x" * 4 * 2**20)
+    result = pushpull(
+        "bench", "--transports", "longpoll", "--clients", "2", "--duration", "1",
+        "--out", str(small_disk), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("pushpull bench: error: cannot write ") and str(small_disk) in line
+    assert "No space left on device" in line or "MB free" in line
+    for summary in small_disk.glob("*/summary.json"):
+        json.loads(summary.read_text())  # whatever was written is valid
+    assert not [p for p in small_disk.rglob(".*.tmp")], "no stray temp files"
