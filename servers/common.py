@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 MAX_BODY_BYTES = 64 * 1024
 RETAINED_EVENTS = 100_000
+RETAINED_BYTES = 64 * 2**20  # the retained events' JSON, at most (the newest event always stays)
 MAX_RATE = 10_000.0
 MAX_PAD_BYTES = 1_000_000
 
@@ -130,9 +131,10 @@ class EventLog:
     broadcast), and waiters (long-polls, streams) are woken through a gevent Event.
     """
 
-    def __init__(self, retained: int = RETAINED_EVENTS) -> None:
+    def __init__(self, retained: int = RETAINED_EVENTS, retained_bytes: int = RETAINED_BYTES):
         self.last_seq = 0
-        self._events: deque[tuple[int, str]] = deque(maxlen=retained)  # (seq, json)
+        self._events: deque[tuple[int, str]] = deque()  # (seq, json), the newest retained
+        self._retained, self._retained_bytes, self._bytes = retained, retained_bytes, 0
         # Publish log for GET /published: parallel arrays, never trimmed (24 bytes an event).
         self._log_seq = array("q")
         self._log_pub = array("q")
@@ -162,6 +164,11 @@ class EventLog:
             f'"kind":{json.dumps(kind)},"data":{data_json}}}'
         )
         self._events.append((self.last_seq, text))
+        self._bytes += len(text)
+        while len(self._events) > 1 and (
+            len(self._events) > self._retained or self._bytes > self._retained_bytes
+        ):
+            self._bytes -= len(self._events.popleft()[1])
         self._log_seq.append(self.last_seq)
         self._log_pub.append(t_pub)
         self._log_sched.append(-1 if t_sched is None or kind != "tick" else t_sched)
@@ -229,14 +236,15 @@ def run_publisher(log: EventLog, rate: float, pad: str) -> None:
         return
     period_ns = int(1e9 / rate)
     data = {"pad": pad} if pad else {}
+    data_json = strict_json(data)  # encoded once, not per tick
     t0 = time.time_ns() + period_ns
     k = 0
     while True:
         t_sched = t0 + k * period_ns
         delay = (t_sched - time.time_ns()) / 1e9
-        if delay > 0:
-            gevent.sleep(delay)
-        log.publish("tick", data, t_sched)
+        # behind schedule, still yield: requests (/healthz, /stats) and SIGTERM go on between ticks
+        gevent.sleep(max(delay, 0))
+        log.publish("tick", data, t_sched, data_json)
         k += 1
 
 
@@ -437,6 +445,12 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         default=RETAINED_EVENTS,
         help=f"newest events kept for resumes and polls (default {RETAINED_EVENTS})",
     )
+    parser.add_argument(
+        "--retain-bytes",
+        type=retain_bytes_value,
+        default=RETAINED_BYTES,
+        help=f"and at most this many bytes of their JSON (default {RETAINED_BYTES})",
+    )
     return parser
 
 
@@ -460,6 +474,13 @@ def warn_if_exposed(prog: str, host: str) -> None:
             f"{prog}: warning: --host {host} is reachable from other machines and its endpoints "
             "have no authentication\n"
         )
+
+
+def retain_bytes_value(text: str) -> int:
+    value = _int(text, "a byte count")
+    if not 1 <= value <= 2**40:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (1 to 2**40 bytes)")
+    return value
 
 
 def retain_value(text: str) -> int:
@@ -546,7 +567,7 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
 def main_of(prog: str, description: str, create_app: Callable, argv: list[str] | None) -> None:
     """`python -m servers.<name>`: parse the common arguments, build the app, serve."""
     args = server_arguments(prog, description).parse_args(argv)
-    log, counters = EventLog(args.retain_events), Counters()
+    log, counters = EventLog(args.retain_events, args.retain_bytes), Counters()
     app = create_app(log, counters)
     app.config["ALLOWED_ORIGINS"] = list(args.allow_origin)
     serve(prog, args, app, log, counters)

@@ -306,3 +306,40 @@ def test_binding_beyond_loopback_warns_in_one_line(capsys):
     warn_if_exposed("servers.push", "0.0.0.0")
     (line,) = capsys.readouterr().err.splitlines()
     assert "--host 0.0.0.0" in line and "no authentication" in line
+
+
+def test_an_overloaded_publisher_starves_nothing():
+    """Ticks the server cannot keep up with (10,000 a second of 1 MB each) come late, and say
+    so as publisher lag; /healthz keeps answering within a second, retention stays bounded in
+    bytes, and SIGTERM still ends the server promptly."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "servers.websocket", "--port", "0", "--rate", "10000",
+         "--payload-bytes", "1000000", "--retain-bytes", "20000000"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        url = json.loads(process.stdout.readline())["listening"]
+        worst = 0.0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert call(url + "/healthz", timeout=5)[0] == 200
+            worst = max(worst, time.monotonic() - started)
+        assert worst < 1.0, f"/healthz took {worst:.2f} s"
+        status, stats = call(url + "/stats", timeout=5)
+        assert status == 200 and stats["rss_bytes"] < 400 * 2**20, stats["rss_bytes"]
+        _, published = call(url + "/published?since=0", timeout=5)
+        assert max(published["publisher_lag_us"]) > 100_000, "late ticks show as publisher lag"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        process.kill()
+        process.wait()
