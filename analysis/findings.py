@@ -110,7 +110,12 @@ def short_poll_notes(cells: list[dict], where: str) -> list[str]:
             f"about half its interval ({interval * 500:.0f} ms) whatever the load"
         )
         if rpd:
-            text += f", asking {min(rpd):.2f}-{max(rpd):.2f} requests per delivered event"
+            spread = (
+                f"{min(rpd):.2f}"
+                if f"{min(rpd):.2f}" == f"{max(rpd):.2f}"
+                else f"{min(rpd):.2f}-{max(rpd):.2f}"
+            )
+            text += f", asking {spread} requests per delivered event"
         if empty:
             text += f" ({100 * max(empty):.0f}% of its polls came back empty)"
         notes.append(text + ".")

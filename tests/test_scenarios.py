@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pushpull import transports
 from pushpull.capacity import verdict
 from tests.conftest import pushpull
 
@@ -20,14 +21,18 @@ def cells_of(out: Path) -> list[dict]:
     return json.loads((run_of(out) / "summary.json").read_text())["cells"]
 
 
+CHAT_TRANSPORTS = [t.name for t in transports.REGISTRY if "poll_interval" not in t.dimensions]
+
+
 def test_chat_scenario_every_transport(tmp_path):
+    """Every transport of the registry but interval polling (its latency is its interval)."""
     result = pushpull(
-        "bench", "--scenario", "chat", "--transports", "socketio,socketio-polling,sse,longpoll",
+        "bench", "--scenario", "chat", "--transports", ",".join(CHAT_TRANSPORTS),
         "--clients", "3", "--send-rate", "2", "--out", str(tmp_path), "--no-plot", *QUICK,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     cells = cells_of(tmp_path)
-    assert {c["transport"] for c in cells} == {"socketio", "socketio-polling", "sse", "longpoll"}
+    assert {c["transport"] for c in cells} == set(CHAT_TRANSPORTS)
     for cell in cells:
         assert cell["scenario"] == "chat" and cell["name"].endswith("-chat")
         # 3 clients each sending 2/s for ~2 s: every message reaches all 3 (the sender too)
