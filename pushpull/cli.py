@@ -24,7 +24,7 @@ from pushpull.procs import HarnessError, output_error
 
 DEFAULTS = {
     "clients": "10,100,500",
-    "transports": "socketio,longpoll,shortpoll",
+    "transports": "socketio,websocket,longpoll,shortpoll",
     "duration": "15",
     "rate": "2",
     "poll_interval": "0.5",
