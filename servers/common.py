@@ -29,6 +29,9 @@ from gevent import socket as gsocket
 from werkzeug.exceptions import HTTPException
 
 MAX_BODY_BYTES = 64 * 1024
+SLOW_CLIENT_BYTES = (
+    8 * 2**20
+)  # a client with more than this unsent (queued in the server) is dropped
 RETAINED_EVENTS = 100_000
 RETAINED_BYTES = 64 * 2**20  # the retained events' JSON, at most (the newest event always stays)
 MAX_RATE = 10_000.0
@@ -44,6 +47,7 @@ class Counters:
     bytes_read: int = 0
     bytes_written: int = 0
     clients: int = 0
+    dropped_slow_clients: int = 0  # disconnected because their unsent backlog passed the bound
     started_ns: int = field(default_factory=time.time_ns)
 
 
@@ -290,6 +294,7 @@ def add_common_routes(app: Flask, name: str, log: EventLog, counters: Counters) 
             rss_bytes=rss_bytes(),
             bytes_read=counters.bytes_read,
             bytes_written=counters.bytes_written,
+            dropped_slow_clients=counters.dropped_slow_clients,
             rlimit_nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         )
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 
+import gevent
 from flask import Flask
 from flask_socketio import SocketIO, emit
 
 from servers.common import (
     MAX_BODY_BYTES,
+    SLOW_CLIENT_BYTES,
     Counters,
     EventLog,
     SocketIOJSON,
@@ -54,6 +56,21 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         socketio.emit("response", event)
 
     log.listeners.append(broadcast)
+
+    def drop_slow_clients() -> None:
+        """Twice a second, off the fan-out path: a client whose Engine.IO queue holds more than
+        SLOW_CLIENT_BYTES of events (it stopped reading) is disconnected and counted."""
+        while True:
+            gevent.sleep(0.5)
+            if not log.last_seq:
+                continue
+            limit = max(16, SLOW_CLIENT_BYTES // len(log.newest_json()))
+            for eio_socket in list(socketio.server.eio.sockets.values()):
+                if not eio_socket.closed and eio_socket.queue.qsize() > limit:
+                    eio_socket.close(wait=False, abort=True)
+                    counters.dropped_slow_clients += 1
+
+    gevent.spawn(drop_slow_clients)
 
     @socketio.on("connect")
     def on_connect(auth=None):

@@ -11,18 +11,22 @@ sends is a chat message, published and broadcast to everyone. See docs/protocol.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+from collections import deque
 
 import gevent
 import gevent.event
-import gevent.lock
 import gevent.selectors
 from flask import Flask, request
-from flask_sock import ConnectionClosed, Sock
+from flask_sock import Sock
+from wsproto.events import TextMessage
 
 from servers.common import (
     MAX_BODY_BYTES,
+    SLOW_CLIENT_BYTES,
     Counters,
     EventLog,
     Unpublishable,
@@ -35,6 +39,21 @@ from servers.common import (
 )
 
 NAME = "websocket"
+
+
+class Peer:
+    """One connected client: its simple-websocket connection, the raw (non-blocking) socket
+    under it, and what could not be sent yet."""
+
+    __slots__ = ("ws", "raw", "backlog", "backlog_bytes", "writer", "dropped")
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.raw = ws.sock._sock  # gevent's wrapper holds the real, non-blocking socket
+        self.backlog: deque[bytes] = deque()
+        self.backlog_bytes = 0
+        self.writer: gevent.Greenlet | None = None
+        self.dropped = False
 
 
 class GreenletThread(gevent.Greenlet):
@@ -68,30 +87,74 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         return None
 
     pid = os.getpid()
-    connections: set = set()
-    # One lock around every send: a broadcast (from the publisher or a chat handler) and a
-    # welcome never interleave their frames on one socket, and a client registered under the
-    # lock gets its welcome before any event.
-    sending = gevent.lock.Semaphore()
+    connections: set[Peer] = set()
+
+    def drop(peer: Peer, slow: bool = True) -> None:
+        """A client that stopped reading (slow) or whose connection broke: disconnected, its
+        backlog freed, and counted in /stats when it was slow."""
+        if peer.dropped:
+            return
+        peer.dropped = True
+        connections.discard(peer)
+        counters.dropped_slow_clients += slow
+        peer.backlog.clear()
+        with contextlib.suppress(OSError):
+            peer.raw.shutdown(socket.SHUT_RDWR)  # its reader sees the end; the handler cleans up
+
+    def deliver(peer: Peer, text: str) -> None:
+        """One text frame to one client without ever blocking the caller (the publisher, or a
+        chat handler): sent at once if the socket takes it, otherwise queued behind what is
+        queued and written by the peer's writer greenlet; past SLOW_CLIENT_BYTES queued, the
+        client is dropped. Frames are encoded per client (a browser may have negotiated
+        compression), and sent whole (sendall), in order."""
+        if peer.dropped:
+            return
+        data = peer.ws.ws.send(TextMessage(data=text))
+        if not peer.backlog:
+            try:
+                sent = peer.raw.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                drop(peer, slow=False)
+                return
+            counters.bytes_written += sent
+            if sent == len(data):
+                return
+            data = data[sent:]
+        peer.backlog.append(data)
+        peer.backlog_bytes += len(data)
+        if peer.backlog_bytes > SLOW_CLIENT_BYTES:
+            drop(peer)
+        elif peer.writer is None:
+            peer.writer = gevent.spawn(write_backlog, peer)
+
+    def write_backlog(peer: Peer) -> None:
+        try:
+            while peer.backlog and not peer.dropped:
+                chunk = peer.backlog[0]
+                peer.ws.sock.sendall(chunk)  # blocks this greenlet only; counted by the socket
+                peer.backlog.popleft()
+                peer.backlog_bytes -= len(chunk)
+        except OSError:
+            drop(peer, slow=False)
+        finally:
+            peer.writer = None
 
     def broadcast(event: dict) -> None:
-        text = log.newest_json()
-        with sending:
-            for ws in list(connections):
-                try:
-                    ws.send(text)
-                except ConnectionClosed:
-                    connections.discard(ws)
-            counters.events_sent += len(connections)
+        text = log.newest_json()  # encoded once; deliver never blocks, so no lock is needed
+        for peer in list(connections):
+            deliver(peer, text)
+        counters.events_sent += len(connections)
 
     log.listeners.append(broadcast)
 
     @sock.route("/ws")
     def websocket(ws) -> None:
-        with sending:
-            connections.add(ws)
-            counters.clients += 1
-            ws.send(json.dumps({"type": "welcome", "last_seq": log.last_seq, "pid": pid}))
+        peer = Peer(ws)
+        connections.add(peer)  # registered and welcomed with no yield between: no event is
+        counters.clients += 1  # sent before the welcome, and none after it is missed
+        deliver(peer, json.dumps({"type": "welcome", "last_seq": log.last_seq, "pid": pid}))
         try:
             while True:
                 text = ws.receive()
@@ -100,11 +163,9 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
                         raise Unpublishable("chat messages are text frames holding a JSON object")
                     log.publish_chat(decode_json(text))
                 except Unpublishable as exc:
-                    with sending:
-                        ws.send(json.dumps({"type": "error", "error": str(exc)}))
+                    deliver(peer, json.dumps({"type": "error", "error": str(exc)}))
         finally:
-            with sending:
-                connections.discard(ws)
+            connections.discard(peer)
             counters.clients -= 1
 
     app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]

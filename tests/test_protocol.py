@@ -343,3 +343,47 @@ def test_an_overloaded_publisher_starves_nothing():
     finally:
         process.kill()
         process.wait()
+
+
+def stall(url: str, path: str, socketio_connect: bool):
+    """A client that does the websocket handshake (and the Socket.IO connect), then never
+    reads again: the socket with a tiny receive buffer."""
+    import socket
+
+    parts = urllib.parse.urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    if socketio_connect:
+        time.sleep(0.3)
+        mask = bytes([1, 2, 3, 4])
+        sock.sendall(bytes([0x81, 0x82]) + mask + bytes(b ^ m for b, m in zip(b"40", mask)))
+    return sock
+
+
+@pytest.mark.parametrize("server", ["servers.push", "servers.websocket"])
+def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(server):
+    """2 MB/s of events against a client that never reads: the server queues at most 8 MB for
+    it, then drops it (counted in /stats), and the other clients keep receiving every event."""
+    spec = next(t for t in transports.REGISTRY if t.server == server)
+    path = "/ws" if server == "servers.websocket" else "/socket.io/?EIO=4&transport=websocket"
+    with running_server(server, 100, "--payload-bytes", "20000") as (url, _pid):
+        reader = spec.probe_factory()(url)
+        stalled = stall(url, path, server == "servers.push")
+        try:
+            deadline = time.monotonic() + 20
+            seen = []
+            while call(url + "/stats")[1]["dropped_slow_clients"] == 0:
+                assert time.monotonic() < deadline, "the stalled client was never dropped"
+                seen += [e["seq"] for e in reader.receive(20, timeout=5)]
+            seen += [e["seq"] for e in reader.receive(50, timeout=5)]
+            assert seen == list(range(reader.baseline + 1, reader.baseline + 1 + len(seen)))
+            status, stats = call(url + "/stats")
+            assert stats["dropped_slow_clients"] == 1 and stats["rss_bytes"] < 300 * 2**20
+        finally:
+            stalled.close()
+            reader.close()
