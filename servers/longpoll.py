@@ -9,12 +9,16 @@ Server-Sent Events; `POST /messages` publishes a chat message. See docs/protocol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 
+import gevent
 from flask import Flask, Response, request
 
 from servers.common import (
+    SLOW_CLIENT_BYTES,
     BadRequest,
     Counters,
     EventLog,
@@ -59,7 +63,7 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
             finally:
                 counters.clients -= 1
             found, truncated = log.since(after)
-        return events_response(found, truncated)
+        return events_response(at_most(found, SLOW_CLIENT_BYTES), truncated)
 
     @app.post("/messages")
     def messages() -> tuple[Response, int]:
@@ -84,13 +88,17 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
                 raise BadRequest(f"Last-Event-ID must be >= 0, got {cursor}")
             log.check_after(cursor, "Last-Event-ID")
         return Response(
-            sse_messages(cursor),
+            sse_messages(cursor, request_socket(request.environ)),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    def sse_messages(cursor: int):
+    streams: dict[int, list] = {}  # id -> [last seq written to the client, its socket]
+
+    def sse_messages(cursor: int, sock):
         counters.clients += 1
+        state = [cursor, sock]
+        streams[id(state)] = state
         try:
             welcome = {"last_seq": cursor, "pid": pid}
             if log.truncated(cursor):  # a resume asking for events no longer retained
@@ -108,11 +116,50 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
                 cursor = log.last_seq
                 counters.events_sent += len(found)
                 yield "".join(f"id: {seq_of(text)}\ndata: {text}\n\n" for text in found)
+                state[0] = cursor  # the write returned: the client took it
         finally:
+            streams.pop(id(state), None)
             counters.clients -= 1
+
+    def drop_slow_streams() -> None:
+        """Twice a second: a stream whose client has not taken SLOW_CLIENT_BYTES of events
+        (its write is blocked) is cut and counted; its greenlet then ends."""
+        while True:
+            gevent.sleep(0.5)
+            if not log.last_seq:
+                continue
+            limit = max(16, SLOW_CLIENT_BYTES // len(log.newest_json()))
+            for key, (written, sock) in list(streams.items()):
+                if sock is not None and log.last_seq - written > limit:
+                    streams.pop(key, None)
+                    counters.dropped_slow_clients += 1
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+    gevent.spawn(drop_slow_streams)
 
     app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
     return app
+
+
+def at_most(texts: list[str], limit: int) -> list[str]:
+    """The oldest of `texts` that fit in `limit` bytes (at least one): an answer never holds
+    more than a slow client may have queued; the next poll gets the rest."""
+    total = 0
+    for count, text in enumerate(texts):
+        total += len(text)
+        if total > limit and count:
+            return texts[:count]
+    return texts
+
+
+def request_socket(environ: dict):
+    """The raw socket under a gevent.pywsgi request (as simple-websocket finds it), or None."""
+    stream = environ.get("wsgi.input")
+    if stream is not None and not hasattr(stream, "raw") and hasattr(stream, "rfile"):
+        stream = stream.rfile
+    raw = getattr(getattr(stream, "raw", None), "_sock", None)
+    return getattr(raw, "_sock", raw)
 
 
 def seq_of(event_json: str) -> int:

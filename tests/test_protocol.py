@@ -353,10 +353,13 @@ def stall(url: str, path: str, socketio_connect: bool):
     parts = urllib.parse.urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    )
+    plain = path == "/stream"  # an SSE stream is a plain GET
     sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{'' if plain else upgrade}\r\n".encode()
     )
     if socketio_connect:
         time.sleep(0.3)
@@ -387,3 +390,19 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(server):
         finally:
             stalled.close()
             reader.close()
+
+
+def test_a_stalled_sse_stream_is_dropped_and_long_poll_answers_are_bounded():
+    with running_server("servers.longpoll", 100, "--payload-bytes", "20000") as (url, _pid):
+        stalled = stall(url, "/stream", False)
+        try:
+            deadline = time.monotonic() + 20
+            while call(url + "/stats")[1]["dropped_slow_clients"] == 0:
+                assert time.monotonic() < deadline, "the stalled stream was never dropped"
+                time.sleep(0.2)
+            _, body = call(url + "/events?after=0&timeout=0", timeout=10)
+            size = len(json.dumps(body["events"]))
+            assert 0 < size <= 8 * 2**20 + 25_000 and body["events"][-1]["seq"] < body["last_seq"]
+            assert call(url + "/healthz")[0] == 200
+        finally:
+            stalled.close()
