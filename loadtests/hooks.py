@@ -264,9 +264,6 @@ class BulkStats:
             entry = self.pending[(method, name)] = Accumulator()
         return entry
 
-    def add(self, method: str, name: str, value_us: int) -> None:
-        self._entry(method, name).add(value_us)
-
     def flush(self) -> None:
         """Hand what accumulated to Locust's stats and start again (no greenlet switch inside,
         so no add is lost between reading and resetting an accumulator)."""

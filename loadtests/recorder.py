@@ -98,14 +98,6 @@ class Window:
     start_ns: int | None = None
     end_ns: int | None = None
 
-    def phase(self, t_pub: int) -> str:
-        """'warmup' before the window (or while it is unknown), 'steady' inside, 'tail' after."""
-        if self.start_ns is None or t_pub < self.start_ns:
-            return "warmup"
-        if self.end_ns is not None and t_pub > self.end_ns:
-            return "tail"
-        return "steady"
-
     def contains(self, t_ns: int) -> bool:
         """Whether a time on the server's clock (the window's clock) falls in the window."""
         return (
@@ -173,9 +165,6 @@ class Tracker:
         if recorder.timeline_tracker is self:
             recorder.note_event(event, t_recv_ns)
         return latency_us
-
-    def segment_base(self) -> int:
-        return self.segment[0] if self.segment is not None else self.max_seq
 
 
 @dataclass
@@ -248,7 +237,9 @@ class Recorder:
         t_pub = event["t_pub"]
         # a chat message's latency runs from its sender's send time (its t_sched)
         latency_us = (t_recv_ns - (t_pub if event["kind"] == "tick" else event["t_sched"])) // 1000
-        start, end = self.window.start_ns, self.window.end_ns  # Window.phase, inlined (hot path)
+        # by publish time: warm-up before the window (or while it is unknown), steady inside,
+        # tail after (recorded nowhere)
+        start, end = self.window.start_ns, self.window.end_ns
         if start is None or t_pub < start:
             record_us(self.histograms["warmup"], latency_us)
         elif end is None or t_pub <= end:
