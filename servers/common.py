@@ -28,6 +28,8 @@ from gevent import pywsgi
 from gevent import socket as gsocket
 from werkzeug.exceptions import HTTPException
 
+from servers.queue import Queue, QueueError, StreamBus, event_tail
+
 MAX_BODY_BYTES = 64 * 1024
 SLOW_CLIENT_BYTES = (
     8 * 2**20
@@ -144,43 +146,59 @@ class EventLog:
         self._log_pub = array("q")
         self._log_sched = array("q")  # -1 for chat events
         self._new = gevent.event.Event()
-        self.listeners: list[Callable[[dict], None]] = []
+        self.listeners: list[Callable[[dict | None], None]] = []
+        self.bus = None  # set when several processes share the stream (servers/queue.py)
 
     def publish(
         self, kind: str, data: dict, t_sched: int | None, data_json: str | None = None
     ) -> dict:
         """Publish one event. Its data is encoded as strict JSON (RFC 8259) first (or comes
-        encoded, from `chat_message`), so a seq is taken only for what can be published."""
+        encoded, from `chat_message`), so a seq is taken only for what can be published. With a
+        bus (servers/queue.py) the bus takes the seq and the event is applied when it comes
+        back from the queue, on this process as on every other."""
         if data_json is None:
             data_json = strict_json(data)
-        self.last_seq += 1
-        t_pub = time.time_ns()
+        if self.bus is not None:
+            return self.bus.publish(kind, data, t_sched, data_json)
+        seq, t_pub = self.last_seq + 1, time.time_ns()
         event = {
-            "seq": self.last_seq,
+            "seq": seq,
             "t_pub": t_pub,
             "t_sched": t_pub if t_sched is None else t_sched,
             "kind": kind,
             "data": data,
         }
         # the same text json.dumps(event, separators=(",", ":")) gives, data encoded once
-        text = (
-            f'{{"seq":{event["seq"]},"t_pub":{t_pub},"t_sched":{event["t_sched"]},'
-            f'"kind":{json.dumps(kind)},"data":{data_json}}}'
-        )
-        self._events.append((self.last_seq, text))
+        text = f'{{"seq":{seq}' + event_tail(t_pub, event["t_sched"], kind, data_json)
+        self.apply(seq, t_pub, -1 if t_sched is None or kind != "tick" else t_sched, text, event)
+        return event
+
+    def apply(
+        self, seq: int, t_pub: int, log_sched: int, text: str, event: dict | None = None
+    ) -> None:
+        """Take in one published event (its JSON text): retain it, log it for /published, call
+        the listeners (with the event, or None when it came as text only: they read
+        `newest_json()`) and wake the waiters. `log_sched` is the tick's schedule, -1 for chat."""
+        self.last_seq = max(self.last_seq, seq)
+        self._events.append((seq, text))
         self._bytes += len(text)
         while len(self._events) > 1 and (
             len(self._events) > self._retained or self._bytes > self._retained_bytes
         ):
             self._bytes -= len(self._events.popleft()[1])
-        self._log_seq.append(self.last_seq)
-        self._log_pub.append(t_pub)
-        self._log_sched.append(-1 if t_sched is None or kind != "tick" else t_sched)
+        if self._log_pub and t_pub < self._log_pub[-1]:  # from another process, a little late
+            at = bisect_right(self._log_pub, t_pub)
+            self._log_seq.insert(at, seq)
+            self._log_pub.insert(at, t_pub)
+            self._log_sched.insert(at, log_sched)
+        else:
+            self._log_seq.append(seq)
+            self._log_pub.append(t_pub)
+            self._log_sched.append(log_sched)
         for listener in self.listeners:
             listener(event)
         woken, self._new = self._new, gevent.event.Event()
         woken.set()
-        return event
 
     def publish_chat(self, message: object) -> dict:
         """Publish a client's message (see `chat_message`); its `t_send` is the event's
@@ -233,9 +251,10 @@ class EventLog:
         }
 
 
-def run_publisher(log: EventLog, rate: float, pad: str) -> None:
+def run_publisher(log: EventLog, rate: float, pad: str, queue: Queue | None = None) -> None:
     """Publish `rate` ticks a second on an absolute schedule (t0 + k/rate): late ticks don't shift
-    the ones after them, so a stalled server shows up as publisher lag, not as a slower rate."""
+    the ones after them, so a stalled server shows up as publisher lag, not as a slower rate.
+    With a queue, only while this process holds the publisher's lease (one publisher for all)."""
     if rate <= 0:
         return
     period_ns = int(1e9 / rate)
@@ -244,6 +263,10 @@ def run_publisher(log: EventLog, rate: float, pad: str) -> None:
     t0 = time.time_ns() + period_ns
     k = 0
     while True:
+        if queue is not None and not queue.leading:  # another process publishes: wait, restart
+            gevent.sleep(0.1)
+            t0, k = time.time_ns() + period_ns, 0
+            continue
         t_sched = t0 + k * period_ns
         delay = (t_sched - time.time_ns()) / 1e9
         # behind schedule, still yield: requests (/healthz, /stats) and SIGTERM go on between ticks
@@ -263,7 +286,9 @@ def json_error(status: int, message: str) -> Response:
     return response
 
 
-def add_common_routes(app: Flask, name: str, log: EventLog, counters: Counters) -> None:
+def add_common_routes(
+    app: Flask, name: str, log: EventLog, counters: Counters, queue: Queue | None = None
+) -> None:
     """/healthz, /stats and /published, plus JSON errors and a body-size bound for the app."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -296,6 +321,7 @@ def add_common_routes(app: Flask, name: str, log: EventLog, counters: Counters) 
             bytes_written=counters.bytes_written,
             dropped_slow_clients=counters.dropped_slow_clients,
             rlimit_nofile=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            queue=queue.info() if queue is not None else None,
         )
 
     @app.get("/time")
@@ -445,6 +471,18 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         "open its Socket.IO and WebSocket endpoints; repeat for more",
     )
     parser.add_argument(
+        "--message-queue",
+        metavar="URL",
+        help="serve one event stream with other processes through Redis, e.g. "
+        "redis://127.0.0.1:6379/0 (start them alike, on other ports; one publishes the ticks)",
+    )
+    parser.add_argument(
+        "--queue-channel",
+        default="pushpull",
+        type=channel_name,
+        help="Redis key prefix the processes of one stream share (default pushpull)",
+    )
+    parser.add_argument(
         "--retain-events",
         type=retain_value,
         default=RETAINED_EVENTS,
@@ -479,6 +517,14 @@ def warn_if_exposed(prog: str, host: str) -> None:
             f"{prog}: warning: --host {host} is reachable from other machines and its endpoints "
             "have no authentication\n"
         )
+
+
+def channel_name(text: str) -> str:
+    if not text or len(text) > 200 or not all(c.isalnum() or c in "-_.:" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a channel name (1 to 200 letters, digits, '-', '_', '.', ':')"
+        )
+    return text
 
 
 def retain_bytes_value(text: str) -> int:
@@ -531,7 +577,14 @@ def _int(text: str, what: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
-def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, counters: Counters):
+def serve(
+    prog: str,
+    args: argparse.Namespace,
+    app: Callable,
+    log: EventLog,
+    counters: Counters,
+    queue: Queue | None = None,
+):
     """Bind, announce, publish and serve until SIGTERM/SIGINT; a busy port is one line, exit 2."""
     import signal
 
@@ -556,7 +609,12 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
         counters=counters,
     )
     bound_port = listener.getsockname()[1]
-    publisher = gevent.spawn(run_publisher, log, args.rate, "x" * args.payload_bytes)
+    background = []
+    if queue is not None:
+        background.append(gevent.spawn(queue.hold_lease))
+        if isinstance(log.bus, StreamBus):
+            background += log.bus.start()
+    publisher = gevent.spawn(run_publisher, log, args.rate, "x" * args.payload_bytes, queue)
     gevent.signal_handler(signal.SIGTERM, server.stop)
     gevent.signal_handler(signal.SIGINT, server.stop)
     gevent.signal_handler(signal.SIGHUP, server.stop)
@@ -567,12 +625,22 @@ def serve(prog: str, args: argparse.Namespace, app: Callable, log: EventLog, cou
         server.serve_forever()
     finally:
         publisher.kill()
+        gevent.killall(background)
 
 
 def main_of(prog: str, description: str, create_app: Callable, argv: list[str] | None) -> None:
     """`python -m servers.<name>`: parse the common arguments, build the app, serve."""
     args = server_arguments(prog, description).parse_args(argv)
     log, counters = EventLog(args.retain_events, args.retain_bytes), Counters()
-    app = create_app(log, counters)
+    queue = None
+    if args.message_queue:
+        try:
+            queue = Queue(args.message_queue, args.queue_channel)
+        except QueueError as exc:
+            sys.stderr.write(f"{prog}: error: --message-queue: {exc}\n")
+            raise SystemExit(2) from None
+    app = create_app(log, counters, queue)
+    if queue is not None and log.bus is None:  # the app fans out locally: share a Redis Stream
+        log.bus = StreamBus(queue, log, args.retain_events)
     app.config["ALLOWED_ORIGINS"] = list(args.allow_origin)
-    serve(prog, args, app, log, counters)
+    serve(prog, args, app, log, counters, queue)

@@ -9,6 +9,9 @@ Server-Sent Events; `POST /messages` publishes a chat message. See docs/protocol
 
 from __future__ import annotations
 
+import servers.patching  # noqa: F401 - first: gevent monkey-patching with --message-queue
+
+# isort: split
 import contextlib
 import json
 import os
@@ -30,15 +33,16 @@ from servers.common import (
     parse_int_arg,
     parse_json_object,
 )
+from servers.queue import Queue
 
 NAME = "longpoll"
 MAX_POLL_TIMEOUT_S = 60.0
 SSE_KEEPALIVE_S = 15.0
 
 
-def create_app(log: EventLog, counters: Counters) -> Flask:
+def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) -> Flask:
     app = Flask(__name__)
-    add_common_routes(app, NAME, log, counters)
+    add_common_routes(app, NAME, log, counters, queue)
     pid = os.getpid()
 
     def events_response(events: list[str], truncated: bool) -> Response:

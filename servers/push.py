@@ -9,9 +9,14 @@ connected clients as `response`, exactly as in the classic Flask-SocketIO exampl
 
 from __future__ import annotations
 
+import servers.patching  # noqa: F401 - first: gevent monkey-patching with --message-queue
+
+# isort: split
 import os
+import time
 
 import gevent
+import socketio
 from flask import Flask
 from flask_socketio import SocketIO, emit
 
@@ -26,16 +31,24 @@ from servers.common import (
     counting,
     main_of,
     origin_allowed,
+    strict_json,
 )
+from servers.queue import Queue, event_tail
 
 NAME = "push"
 
 
-def create_app(log: EventLog, counters: Counters) -> Flask:
+def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) -> Flask:
     app = Flask(__name__)
-    add_common_routes(app, NAME, log, counters)
+    add_common_routes(app, NAME, log, counters, queue)
+    queue_options = {}
+    if (
+        queue is not None
+    ):  # Flask-SocketIO's message queue on Redis, each event applied as it passes
+        queue_options["client_manager"] = EventLogRedisManager(queue, log, counters)
     socketio = SocketIO(
         app,
+        **queue_options,
         async_mode="gevent",
         # The client joins the broadcast before the connect handler runs, so every event with a
         # seq above the welcome's last_seq is sure to reach it.
@@ -55,7 +68,15 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
         counters.events_sent += counters.clients
         socketio.emit("response", event)
 
-    log.listeners.append(broadcast)
+    if queue is None:
+        log.listeners.append(broadcast)
+    else:
+        log.bus = SocketIOBus(queue, lambda event: socketio.emit("response", event))
+        log.last_seq = queue.last_seq()  # the stream may have begun before this process
+        # Listen to the queue from the start, not from the first client's connect (python-socketio
+        # starts its manager lazily): this process's log must see every event.
+        socketio.server.manager_initialized = True
+        socketio.server.manager.initialize()
 
     def drop_slow_clients() -> None:
         """Twice a second, off the fan-out path: a client whose Engine.IO queue holds more than
@@ -92,6 +113,51 @@ def create_app(log: EventLog, counters: Counters) -> Flask:
 
     app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
     return app
+
+
+class EventLogRedisManager(socketio.RedisManager):
+    """python-socketio's Redis manager (what Flask-SocketIO builds for `message_queue=redis://`),
+    on the queue's channel, that also takes every broadcast event into this process's event log
+    as it goes to this process's clients: the welcome's last_seq, /published and the slow-client
+    bound then count exactly what this process's clients were sent, whichever process published."""
+
+    def __init__(self, queue: Queue, log: EventLog, counters: Counters) -> None:
+        super().__init__(queue.url, channel=queue.socketio_channel)
+        self.log, self.counters = log, counters
+
+    def _handle_emit(self, message):
+        data = message.get("data")
+        if message.get("event") == "response" and message.get("room") is None and data:
+            event = data[0]
+            tick = event["kind"] == "tick"
+            text = f'{{"seq":{event["seq"]}' + event_tail(
+                event["t_pub"], event["t_sched"], event["kind"], strict_json(event["data"])
+            )
+            self.log.apply(
+                event["seq"], event["t_pub"], event["t_sched"] if tick else -1, text, event
+            )
+            self.counters.events_sent += self.counters.clients
+        super()._handle_emit(message)
+
+
+class SocketIOBus:
+    """The push server's publish with a queue: the seq from Redis, then one emit, which
+    Flask-SocketIO's queue carries to every process (this one included)."""
+
+    def __init__(self, queue: Queue, emit_event) -> None:
+        self.queue, self.emit_event = queue, emit_event
+
+    def publish(self, kind: str, data: dict, t_sched: int | None, data_json: str) -> dict:
+        seq, t_pub = self.queue.next_seq(), time.time_ns()
+        event = {
+            "seq": seq,
+            "t_pub": t_pub,
+            "t_sched": t_pub if t_sched is None else t_sched,
+            "kind": kind,
+            "data": data,
+        }
+        self.emit_event(event)
+        return event
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,9 @@ sends is a chat message, published and broadcast to everyone. See docs/protocol.
 
 from __future__ import annotations
 
+import servers.patching  # noqa: F401 - first: gevent monkey-patching with --message-queue
+
+# isort: split
 import contextlib
 import json
 import os
@@ -37,6 +40,7 @@ from servers.common import (
     main_of,
     origin_allowed,
 )
+from servers.queue import Queue
 
 NAME = "websocket"
 
@@ -67,9 +71,9 @@ class GreenletThread(gevent.Greenlet):
         return self.run()
 
 
-def create_app(log: EventLog, counters: Counters) -> Flask:
+def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) -> Flask:
     app = Flask(__name__)
-    add_common_routes(app, NAME, log, counters)
+    add_common_routes(app, NAME, log, counters, queue)
     app.config["SOCK_SERVER_OPTIONS"] = {
         "thread_class": GreenletThread,
         "event_class": gevent.event.Event,
