@@ -1,0 +1,164 @@
+"""`pushpull demo`: the classic chat, side by side over every transport, measured in the browser.
+
+    pushpull demo --port 8000        # then open http://127.0.0.1:8000/
+
+Starts servers.demo (one process, one event log, every transport of the registry) as a child
+process, prints the page's URL and runs until Ctrl-C (or SIGTERM/SIGHUP), then stops it: no
+process is left behind. The page's panes come from the registry (name, label, colour), handed to
+the server on its command line, since servers never import the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pushpull import transports
+from pushpull.procs import HarnessError, Managed, wait_for_announce, wait_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+SOCKETIO_CLIENT = ROOT / "node_modules" / "socket.io-client" / "dist"
+MAX_RATE = 50.0  # servers.demo's bound for the ticker
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP: stop the demo as Ctrl-C does."""
+
+
+def add_parser(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="serve a live page: the chat over every transport, measured in the browser"
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address the page is served on (default %(default)s)"
+    )
+    demo.add_argument(
+        "--port", type=port_value, default=8000, help="TCP port (default %(default)s)"
+    )
+    demo.add_argument(
+        "--rate",
+        type=rate_value,
+        default=1.0,
+        help=f"ticks per second at start, 0 to {MAX_RATE:g}; the page changes it (default 1)",
+    )
+
+
+def port_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def rate_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (events per second)") from None
+    if not 0 <= value <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {MAX_RATE:g} events/s)")
+    return value
+
+
+def panes() -> str:
+    """The page's panes, in the registry's order, as the server's --transports JSON."""
+    return json.dumps(
+        [
+            {"name": t.name, "label": t.label, "color": t.color, "role": t.role}
+            for t in transports.REGISTRY
+        ]
+    )
+
+
+def server_command(host: str, port: int, rate: float) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "servers.demo",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--rate",
+        f"{rate:g}",
+        "--transports",
+        panes(),
+        "--socketio-client",
+        str(SOCKETIO_CLIENT),
+    ]
+
+
+def page_url(listening: str, host: str) -> str:
+    """The URL to open: the announced one, with a wildcard address made reachable."""
+    if host in ("0.0.0.0", "::"):
+        return listening.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]") + "/"
+    return listening + "/"
+
+
+def failure_line(server: Managed, host: str, port: int) -> str:
+    """One line on why the server did not start."""
+    tail = server.log_tail()
+    if "address already in use" in tail:
+        return f"{host}:{port} is already in use (choose another --port)"
+    return tail or f"the demo server exited with status {server.popen.returncode}"
+
+
+def main(args: argparse.Namespace) -> int:
+    if not (SOCKETIO_CLIENT / "socket.io.min.js").is_file():
+        print(
+            "pushpull demo: error: socket.io-client is not installed "
+            f"({SOCKETIO_CLIENT.relative_to(ROOT)}): run `make setup` (or `make demo`)",
+            file=sys.stderr,
+        )
+        return 1
+
+    def raise_stop(signum, frame):
+        raise Stop
+
+    previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    with tempfile.TemporaryDirectory(prefix="pushpull-demo-") as folder:
+        server = Managed(
+            "servers.demo",
+            server_command(args.host, args.port, args.rate),
+            Path(folder) / "server.log",
+            cpus=None,
+            cwd=ROOT,
+        )
+        try:
+            try:
+                listening = wait_for_announce(server, deadline_s=20)["listening"]
+                wait_ready(server, listening, deadline_s=20)
+            except HarnessError:
+                if server.alive():
+                    raise
+                print(
+                    f"pushpull demo: error: {failure_line(server, args.host, args.port)}",
+                    file=sys.stderr,
+                )
+                return 1
+            print(
+                f"pushpull demo: open {page_url(listening, args.host)}  (Ctrl-C stops it)",
+                flush=True,
+            )
+            while server.alive():
+                time.sleep(0.5)
+            print(
+                f"pushpull demo: error: the demo server stopped: {failure_line(server, args.host, args.port)}",
+                file=sys.stderr,
+            )
+            return 1
+        except (KeyboardInterrupt, Stop):
+            print("pushpull demo: stopped", file=sys.stderr)
+            return 0
+        finally:
+            server.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
