@@ -74,6 +74,12 @@ def add_arguments(parser) -> None:
         "--drain", type=float, default=1.0, help="seconds after the window before quitting (1)"
     )
     parser.add_argument(
+        "--server-urls",
+        default="",
+        help="several server processes of one stream (comma-separated URLs): clients are spread "
+        "over them in turn, each keeping to its own (as sticky sessions do); --host is the first",
+    )
+    parser.add_argument(
         "--pushpull-out", default="", include_in_web_ui=False, help="folder for measurements"
     )
 

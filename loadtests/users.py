@@ -8,6 +8,7 @@ these in their own modules.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import time
@@ -18,6 +19,8 @@ from locust.exception import StopUser
 
 from loadtests.hooks import sleep_until
 from loadtests.recorder import Recorder
+
+SPREAD = itertools.count()  # this process's clients, numbered to spread them over the servers
 
 
 def fire_connect(user, name: str, started: float) -> None:
@@ -61,6 +64,10 @@ class PushPullUser(User):
         )
         self.counted = False
         self.sender = None
+        servers = self.environment.parsed_options.server_urls
+        if servers:  # one of several server processes, in turn; the client keeps to it
+            urls = servers.split(",")
+            self.host = urls[next(SPREAD) % len(urls)]
         started = time.perf_counter()
         try:
             self.connect()

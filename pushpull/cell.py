@@ -6,7 +6,9 @@ free port -> start server -> readiness (pid checked) -> verify protocol -> start
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sys
 import time
@@ -19,6 +21,7 @@ import psutil
 from loadtests.recorder import HISTOGRAMS, expected_deliveries, merge_process_files
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import PROJECT_ROOT, write_json
+from pushpull.mq import QueueUnavailable, Redis, redacted
 from pushpull.procs import HarnessError, Managed, get_json, output_error, start_server
 from pushpull.schema import CellSummary, LatencySummary
 from pushpull.verify import verify
@@ -29,19 +32,28 @@ PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 
 @dataclass
 class Snapshot:
-    """The server at one instant: its own counters and its CPU time as the kernel sees it."""
+    """The servers at one instant: each process's own counters (the first's first), their CPU
+    time as the kernel sees it, and the queue's Redis's CPU time when there is one."""
 
     t_ns: int
-    stats: dict
+    stats: list[dict]
     cpu_s: float
     rss_bytes: int
+    queue_cpu_s: float | None = None
+
+    def total(self, key: str) -> int:
+        return sum(stats[key] for stats in self.stats)
 
 
-def snapshot(url: str, process: psutil.Process) -> Snapshot:
+def snapshot(urls: list[str], processes: list[psutil.Process], redis: Redis | None) -> Snapshot:
     t_ns = time.time_ns()
-    times = process.cpu_times()
-    rss = process.memory_info().rss
-    return Snapshot(t_ns, get_json(url + "/stats"), times.user + times.system, rss)
+    cpu_s = rss = 0
+    for process in processes:
+        times = process.cpu_times()
+        cpu_s += times.user + times.system
+        rss += process.memory_info().rss
+    stats = [get_json(url + "/stats") for url in urls]
+    return Snapshot(t_ns, stats, cpu_s, rss, None if redis is None else redis.cpu_s())
 
 
 def latency_summary(histogram) -> LatencySummary:
@@ -64,8 +76,10 @@ def latency_summary(histogram) -> LatencySummary:
 
 
 def locust_command(
-    config: BenchConfig, cell: Cell, url: str, cell_dir: Path, run_time_s: float
+    config: BenchConfig, cell: Cell, urls: list[str], cell_dir: Path, run_time_s: float
 ) -> list[str]:
+    url = urls[0]
+    spread = ["--server-urls", ",".join(urls)] if len(urls) > 1 else []
     return [
         sys.executable, "-m", "locust",
         "-f", str(LOCUSTFILE),
@@ -87,6 +101,7 @@ def locust_command(
         "--measure", f"{config.duration:g}",
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
+        *spread,
     ] + (master_options(cell.loadgen_procs) if cell.loadgen_procs > 1 else [])  # fmt: skip
 
 
@@ -142,12 +157,13 @@ def exit_text(process: Managed) -> str:
 
 
 def sleep_until(
-    t_ns: int, tick: Callable[[float], None], locust: Managed, server: Managed, phase: str
+    t_ns: int, tick: Callable[[float], None], locust: Managed, servers: list[Managed], phase: str
 ) -> None:
     """Sleep until t_ns, noticing within half a second a server or Locust that died."""
     started = time.monotonic()
+    named = [(server_name(k, len(servers)), server) for k, server in enumerate(servers)]
     while (left := (t_ns - time.time_ns()) / 1e9) > 0:
-        for name, process in (("server", server), ("Locust", locust)):
+        for name, process in [*named, ("Locust", locust)]:
             if not process.alive():
                 raise HarnessError(
                     f"{name} exited ({exit_text(process)}) {time.monotonic() - started:.0f} s "
@@ -157,50 +173,81 @@ def sleep_until(
         time.sleep(min(left, 0.5))
 
 
+def server_name(index: int, count: int) -> str:
+    return "server" if count == 1 else f"server {index + 1} of {count}"
+
+
+def start_servers(
+    config: BenchConfig, cell: Cell, cell_dir: Path, cpus: dict, channel: str | None
+) -> tuple[list[Managed], list[str]]:
+    """The cell's server processes (one, or several sharing the queue's stream), verified."""
+    spec, servers, urls = cell.spec, [], []
+    extra = [] if channel is None else ["--message-queue", cell.message_queue, "--queue-channel", channel]  # fmt: skip
+    try:
+        for index in range(cell.server_procs):
+            server, url = start_server(
+                spec.server,
+                config.host,
+                config.port if cell.server_procs == 1 else 0,
+                tick_rate(cell),
+                cell.payload_bytes,
+                cell_dir,
+                cpus.get("server"),
+                extra=extra,
+                log_name="server.log" if index == 0 else f"server-{index + 1}.log",
+            )
+            servers.append(server)
+            urls.append(url)
+            problems = verify(spec, url, server.pid)
+            if problems:
+                (cell_dir / "verify.txt").write_text("\n".join(problems) + "\n")
+                raise HarnessError(
+                    f"server {spec.server} failed verification: {problems[0]} ({len(problems)} problem(s), see {cell_dir / 'verify.txt'})"
+                )
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers, urls
+
+
 def run_cell(
     config: BenchConfig, cell: Cell, cell_dir: Path, cpus: dict, tick: Callable[[str, float], None]
 ) -> dict:
     """Measure one cell and return its summary (also written to cell_dir/summary.json)."""
     cell_dir.mkdir(parents=True)
-    server = locust = None
+    servers: list[Managed] = []
+    locust = redis = channel = None
     try:
-        spec = cell.spec
-        server, url = start_server(
-            spec.server,
-            config.host,
-            config.port,
-            tick_rate(cell),
-            cell.payload_bytes,
-            cell_dir,
-            cpus.get("server"),
-        )
-        problems = verify(spec, url, server.pid)
-        if problems:
-            (cell_dir / "verify.txt").write_text("\n".join(problems) + "\n")
-            raise HarnessError(
-                f"server {spec.server} failed verification: {problems[0]} ({len(problems)} problem(s), see {cell_dir / 'verify.txt'})"
-            )
-        server_proc = psutil.Process(server.pid)
-        idle = snapshot(url, server_proc)
+        if cell.message_queue is not None:
+            try:
+                redis = Redis(cell.message_queue)
+            except QueueUnavailable as exc:
+                raise HarnessError(f"--message-queue: {exc}") from None
+            channel = f"pushpull-{os.getpid()}-{time.time_ns()}"  # this cell's own keys
+        servers, urls = start_servers(config, cell, cell_dir, cpus, channel)
+        url = urls[0]
+        processes = [psutil.Process(server.pid) for server in servers]
+        idle = snapshot(urls, processes, redis)
         spawn_s = cell.clients / config.spawn_rate
         spawn_deadline = 30 + spawn_s * 3
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
         locust = Managed(
             "locust",
-            locust_command(config, cell, url, cell_dir, run_time),
+            locust_command(config, cell, urls, cell_dir, run_time),
             cell_dir / "locust.log",
             cpus.get("loadgen"),
             cwd=cell_dir,
         )
         window = wait_for(cell_dir / "window.json", locust, spawn_deadline, "the end of spawning")
         sleep_until(
-            window["start_ns"], lambda left: tick("warm-up", left), locust, server, "warm-up"
+            window["start_ns"], lambda left: tick("warm-up", left), locust, servers, "warm-up"
         )
-        start = snapshot(url, server_proc)
+        start = snapshot(urls, processes, redis)
         sleep_until(
-            window["end_ns"], lambda left: tick("measuring", left), locust, server, "window"
+            window["end_ns"], lambda left: tick("measuring", left), locust, servers, "window"
         )
-        end = snapshot(url, server_proc)
+        end = snapshot(urls, processes, redis)
         published = get_json(
             url + f"/published?since={window['start_ns']}&until={window['end_ns']}"
         )
@@ -215,11 +262,13 @@ def run_cell(
     except (OSError, ValueError, psutil.Error) as exc:  # the server stopped answering, bad JSON
         if isinstance(exc, OSError) and (cannot_write := output_error(exc)) is not None:
             raise cannot_write from None
-        tail = server.log_tail() if server is not None else ""
-        if server is not None and not server.alive():
-            raise HarnessError(
-                f"server exited ({exit_text(server)}): {tail or 'no log line'}"
-            ) from None
+        for index, server in enumerate(servers):
+            if not server.alive():
+                raise HarnessError(
+                    f"{server_name(index, len(servers))} exited ({exit_text(server)}): "
+                    f"{server.log_tail() or 'no log line'}"
+                ) from None
+        tail = servers[0].log_tail() if servers else ""
         raise HarnessError(
             f"{type(exc).__name__}: {exc}{f' (server log: {tail})' if tail else ''}"
         ) from None
@@ -227,9 +276,13 @@ def run_cell(
         try:
             if locust is not None:
                 locust.stop()
-        finally:  # a second Ctrl-C while Locust stops still stops the server
-            if server is not None:
+        finally:  # a second Ctrl-C while Locust stops still stops the servers
+            for server in servers:
                 server.stop()
+            if redis is not None:
+                with contextlib.suppress(Exception):
+                    redis.forget(channel)
+                    redis.close()
     write_json(
         cell_dir / "histograms.json",
         {name: merged["histograms"][name].encode().decode("ascii") for name in HISTOGRAMS},
@@ -237,13 +290,18 @@ def run_cell(
     write_json(
         cell_dir / "server-stats.json",
         {
-            "idle": idle.stats,
-            "window_start": start.stats,
-            "window_end": end.stats,
+            "idle": idle.stats[0],
+            "window_start": start.stats[0],
+            "window_end": end.stats[0],
             "published": published,
+            **(
+                {"processes": {"idle": idle.stats, "window_start": start.stats, "window_end": end.stats}}
+                if len(servers) > 1 else {}
+            ),
         },
-    )
-    summary = summarize(config, cell, window, merged, published, idle, start, end)
+    )  # fmt: skip
+    queue = None if redis is None else {"redis_version": redis.version}
+    summary = summarize(config, cell, window, merged, published, idle, start, end, queue)
     write_json(cell_dir / "summary.json", summary)
     return summary
 
@@ -300,16 +358,20 @@ def summarize(
     idle: Snapshot,
     start: Snapshot,
     end: Snapshot,
+    queue: dict | None = None,
 ) -> dict:
     received = merged["received"]
     expected = expected_deliveries(
         merged["segments"], published["first_seq"], published["last_seq"]
     )
     wall_s = (end.t_ns - start.t_ns) / 1e9
-    server_cpu_s = end.cpu_s - start.cpu_s
-    requests = end.stats["requests"] - start.stats["requests"]
-    bytes_out = end.stats["bytes_written"] - start.stats["bytes_written"]
-    bytes_in = end.stats["bytes_read"] - start.stats["bytes_read"]
+    queue_cpu_s = None
+    if end.queue_cpu_s is not None and start.queue_cpu_s is not None:
+        queue_cpu_s = end.queue_cpu_s - start.queue_cpu_s
+    server_cpu_s = end.cpu_s - start.cpu_s + (queue_cpu_s or 0.0)  # the queue is the server's
+    requests = end.total("requests") - start.total("requests")
+    bytes_out = end.total("bytes_written") - start.total("bytes_written")
+    bytes_in = end.total("bytes_read") - start.total("bytes_read")
     per_process = [process_cpu_percent(p) for p in merged["processes"]]
     loadgen_cpu_s = sum(
         p["cpu"]["user_s"] + p["cpu"]["system_s"] for p in merged["processes"] if p["cpu"]
@@ -360,6 +422,15 @@ def summarize(
         client_bound=bool(bound_reasons(per_process, loop_lag)),
         client_bound_reasons=bound_reasons(per_process, loop_lag),
         clock_offset_us=clock_offset(merged["processes"]),
+        server_procs=cell.server_procs,
+        message_queue=None if cell.message_queue is None else redacted(cell.message_queue),
+        queue=queue,
+        queue_cpu_us_per_delivery=per(queue_cpu_s, received, 1e6),
+        queue_cpu_share=(
+            round(queue_cpu_s / server_cpu_s, 3)
+            if queue_cpu_s is not None and server_cpu_s > 0
+            else None
+        ),
         publisher_lag_us={
             "p50": lags[len(lags) // 2] if lags else None,
             "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from pushpull import config as cfg
-from pushpull import transports
+from pushpull import demo, transports
 from pushpull.procs import HarnessError, output_error
 
 DEFAULTS = {
@@ -105,6 +105,19 @@ def build_parser() -> Parser:
         "--loadgen-procs",
         default="1",
         help="Locust processes per cell (master + N workers when N > 1); a list sweeps (default 1)",
+    )
+    bench.add_argument(
+        "--server-procs",
+        default="1",
+        help="server processes sharing one event stream through --message-queue; "
+        "a list sweeps (default 1)",
+    )
+    bench.add_argument(
+        "--message-queue",
+        default=None,
+        metavar="URL",
+        help="Redis for the server processes, e.g. redis://127.0.0.1:6379/0; "
+        "a list with none compares (default: no queue)",
     )
     bench.add_argument(
         "--client",
@@ -197,6 +210,8 @@ def build_parser() -> Parser:
 
     commands.add_parser("transports", help="list the transports pushpull measures")
 
+    demo.add_parser(commands)
+
     plot = commands.add_parser("plot", help="draw the charts of a run folder")
     plot.add_argument("run_dir", help="a run folder, e.g. results/latest")
 
@@ -214,7 +229,12 @@ def build_parser() -> Parser:
 
 def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
     chosen = cfg.parse_transports(args.transports)
+    server_procs = cfg.parse_server_procs(args.server_procs)
+    queues = cfg.parse_message_queues(args.message_queue, server_procs)
     return cfg.BenchConfig(
+        server_procs=server_procs,
+        message_queues=queues,
+        queue_info=cfg.check_queues(queues),
         clients=cfg.parse_clients(args.clients),
         transports=chosen,
         duration=cfg.parse_duration(args.duration),
@@ -396,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "transports":
             print(transports.text_table())
             return 0
+        if args.command == "demo":
+            return demo.main(args)
     except cfg.UsageError as exc:
         print(f"pushpull {args.command}: error: {exc}", file=sys.stderr)
         return 2

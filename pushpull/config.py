@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pushpull import transports, variants
+from pushpull.mq import SCHEMES, redacted
 
 SCENARIOS = ("broadcast", "chat")
 MAX_CLIENTS = 20_000
@@ -36,9 +37,14 @@ class Cell:
     repeat: int = 1  # 1..N when each cell is measured N times
     scenario: str = "broadcast"
     payload_bytes: int = 0
+    server_procs: int = 1  # server processes sharing one event stream through the queue
+    message_queue: str | None = None  # the queue's URL (shown and recorded without credentials)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.message_queue is not None:
+            data["message_queue"] = redacted(self.message_queue)
+        return data
 
     @property
     def name(self) -> str:
@@ -73,14 +79,27 @@ class BenchConfig:
     send_rates: list[float] = field(default_factory=lambda: [0.2])
     payload_bytes: list[int] = field(default_factory=lambda: [0])
     allow_concurrent: bool = False  # measure even while another pushpull run measures
+    server_procs: list[int] = field(default_factory=lambda: [1])
+    message_queues: list[str | None] = field(default_factory=lambda: [None])
+    queue_info: list[dict] = field(
+        default_factory=list
+    )  # each queue's redacted URL and Redis version
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
         cells = []
         rates = self.send_rates if self.scenario == "chat" else self.rates
-        for transport, clients, rate, procs, pad in itertools.product(
-            self.transports, self.clients, rates, self.loadgen_procs, self.payload_bytes
+        for transport, clients, rate, procs, pad, servers, queue in itertools.product(
+            self.transports,
+            self.clients,
+            rates,
+            self.loadgen_procs,
+            self.payload_bytes,
+            self.server_procs,
+            self.message_queues,
         ):
+            if servers > 1 and queue is None:
+                continue  # several processes share one stream only through a queue
             spec = transports.get(transport)
             intervals = self.poll_intervals if "poll_interval" in spec.dimensions else [None]
             kinds = list(
@@ -91,9 +110,12 @@ class BenchConfig:
                 )
             ) or [None]
             cells.extend(
-                Cell(transport, clients, rate, interval, kind, procs, 1, self.scenario, pad)
+                Cell(
+                    transport, clients, rate, interval, kind, procs, 1, self.scenario, pad,
+                    servers, queue,
+                )
                 for interval, kind in itertools.product(intervals, kinds)
-            )
+            )  # fmt: skip
         # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
         return [replace(cell, repeat=k) for k in range(1, self.repeat + 1) for cell in cells]
 
@@ -114,6 +136,7 @@ class BenchConfig:
     def to_json(self) -> dict:
         data = asdict(self)
         data["out"] = str(self.out)
+        data["message_queues"] = [q if q is None else redacted(q) for q in self.message_queues]
         return data
 
 
@@ -192,6 +215,58 @@ def parse_loadgen_procs(text: str) -> list[int]:
         return positive_int(flag, item, what, example, maximum=64)
 
     return parse_list("--loadgen-procs", text, procs, "Locust processes", "2")
+
+
+def parse_server_procs(text: str) -> list[int]:
+    def procs(flag, item, what, example):
+        return positive_int(flag, item, what, example, maximum=16)
+
+    return parse_list("--server-procs", text, procs, "server processes", "1,2")
+
+
+def parse_message_queues(text: str | None, server_procs: list[int]) -> list[str | None]:
+    """--message-queue: Redis URLs, `none` for no queue (a list compares them in one run)."""
+    if text is None:
+        queues: list[str | None] = [None]
+    else:
+
+        def queue(flag, item, what, example):
+            if item.lower() == "none":
+                return None
+            if "://" not in item or item.split("://", 1)[0] not in SCHEMES:
+                raise UsageError(
+                    f"{flag}: {redacted(item)!r} is not a Redis URL (expected {what}, "
+                    f"e.g. {flag} {example}, or none)"
+                )
+            return item
+
+        queues = parse_list(
+            "--message-queue", text, queue, "redis://HOST:PORT/DB", "redis://127.0.0.1:6379/0"
+        )
+    if max(server_procs) > 1 and all(q is None for q in queues):
+        raise UsageError(
+            f"--server-procs: {max(server_procs)} server processes share one event stream only "
+            "through a queue: add --message-queue redis://127.0.0.1:6379/0"
+        )
+    return queues
+
+
+def check_queues(queues: list[str | None]) -> list[dict]:
+    """Each queue's Redis, reached once before anything starts: its URL (without credentials)
+    and version, for the manifest; UsageError in one line when none answers."""
+    from pushpull.mq import QueueUnavailable, Redis
+
+    info = []
+    for url in queues:
+        if url is None:
+            continue
+        try:
+            redis = Redis(url)
+        except QueueUnavailable as exc:
+            raise UsageError(f"--message-queue: {exc}") from None
+        info.append({"url": redacted(url), "redis_version": redis.version})
+        redis.close()
+    return info
 
 
 def parse_scenario(text: str) -> str:

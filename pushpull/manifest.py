@@ -16,6 +16,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from pushpull.mq import redact_text
+
 PACKAGES = (
     "flask",
     "flask-socketio",
@@ -118,7 +120,7 @@ def build_manifest(arguments: dict, placement: dict) -> dict:
             "dirty": bool(status) if status is not None else None,
         },
         "rlimit_nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
-        "argv": sys.argv,
+        "argv": [redact_text(word) for word in sys.argv],  # no queue credentials
         "arguments": arguments,
         "placement": placement,
     }

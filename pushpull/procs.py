@@ -110,6 +110,8 @@ def start_server(
     cell_dir: Path,
     cpus: set[int] | None,
     deadline_s: float = 20.0,
+    extra: list[str] | None = None,
+    log_name: str = "server.log",
 ) -> tuple[Managed, str]:
     """Start a server module, wait for its announce line and for /healthz to name its own pid.
     Returns the process and its base URL."""
@@ -125,8 +127,9 @@ def start_server(
         f"{rate:g}",
         "--payload-bytes",
         str(payload_bytes),
+        *(extra or []),
     ]
-    server = Managed(module, command, cell_dir / "server.log", cpus)
+    server = Managed(module, command, cell_dir / log_name, cpus)
     try:
         announce = wait_for_announce(server, deadline_s)
         url = announce["listening"]

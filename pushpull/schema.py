@@ -5,6 +5,8 @@ and the ones before it (see `upgrade_cell`).
 Version history:
     1  first version (the load-generator client was `socketio_client`, for socketio only)
     2  `client` replaces `socketio_client` (null = the transport's default client); `role`
+    3  `server_procs`, `message_queue`, `queue`, `queue_cpu_us_per_delivery`, `queue_cpu_share`
+       (several server processes on a Redis queue; the server's CPU includes Redis's)
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class LatencySummary(TypedDict):
@@ -83,6 +85,11 @@ class CellSummary:
     client_bound_reasons: list[str]
     clock_offset_us: ClockOffset
     publisher_lag_us: Tail
+    server_procs: int = 1  # server processes sharing one event stream (schema 3)
+    message_queue: str | None = None  # the queue's URL without credentials
+    queue: dict | None = None  # {"redis_version": ...}
+    queue_cpu_us_per_delivery: float | None = None  # Redis's CPU, included in the server's
+    queue_cpu_share: float | None = None  # of server_cpu_us_per_delivery
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -95,4 +102,6 @@ def upgrade_cell(cell: dict, version: int) -> dict:
         kind = cell.pop("socketio_client", None)
         cell["client"] = None if kind in (None, "lean") else kind
         cell.setdefault("role", None)
+    if version < 3:
+        cell = {"server_procs": 1, "message_queue": None, **cell}
     return cell

@@ -201,6 +201,7 @@ def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare
     manifest = build_manifest(config.to_json(), placement)
     manifest["command"] = command
     manifest["concurrent_with"] = lock.concurrent_with  # another run measuring at the same time
+    manifest["message_queue"] = config.queue_info or None  # URL without credentials, Redis version
     manifest.update(extra_manifest or {})
     write_json(run_dir / "manifest.json", manifest)
     summary = {

@@ -37,6 +37,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("payload_bytes", 0, lambda c: f"b{c['payload_bytes']}",
             lambda c: f"{c['payload_bytes']} B payload"),
     Variant("scenario", "broadcast", lambda c: c["scenario"], lambda c: c["scenario"]),
+    Variant("server_procs", 1, lambda c: f"s{c['server_procs']}",
+            lambda c: f"{c['server_procs']} server processes"),
+    Variant("message_queue", None, lambda c: "mq", lambda c: "Redis queue"),
     Variant("repeat", 1, lambda c: f"rep{c['repeat']}", lambda c: f"repeat {c['repeat']}",
             splits_series=False),
 )  # fmt: skip
