@@ -7,13 +7,11 @@ import base64
 import json
 import re
 import shutil
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.cdp import CHROMIUM, Chromium
 from tests.conftest import pushpull
 
 
@@ -66,63 +64,19 @@ def test_compare_needs_run_folders(tmp_path):
     assert result.stderr.count("\n") == 1 and "not a run folder" in result.stderr
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed here (.ci/run installs it)"
 )
 def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
-    import websocket  # websocket-client, installed with python-socketio[client]
-
-    profile = tmp_path / "profile"
-    browser = subprocess.Popen(
-        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--disable-quic", f"--user-data-dir={profile}",
-         "--remote-debugging-port=0", "--window-size=1280,1600", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            assert time.monotonic() < deadline, "Chromium did not open its debugging port"
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json") as response:
-            page = next(t for t in json.loads(response.read()) if t["type"] == "page")
-        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
-        calls = iter(range(1, 1000))
-
-        def call(method: str, **params):
-            ident = next(calls)
-            ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-            while True:
-                message = json.loads(ws.recv())
-                if message.get("id") == ident:
-                    assert "error" not in message, message
-                    return message["result"]
-
-        call("Page.enable")
-        call("Page.navigate", url=(tiny_run / "report.html").as_uri())
-        while json.loads(ws.recv()).get("method") != "Page.loadEventFired":
-            pass
-        state = call(
-            "Runtime.evaluate",
-            expression="JSON.stringify({images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),"
-            " rows: document.querySelectorAll('#cells tr.cell').length, findings: document.querySelectorAll('#findings li').length})",
-            returnByValue=True,
+    with Chromium(tmp_path / "profile", 1280, 1600) as browser:
+        browser.navigate((tiny_run / "report.html").as_uri())
+        seen = json.loads(
+            browser.evaluate(
+                "JSON.stringify({images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),"
+                " rows: document.querySelectorAll('#cells tr.cell').length, findings: document.querySelectorAll('#findings li').length})"
+            )
         )
-        seen = json.loads(state["result"]["value"])
-        shot = base64.b64decode(
-            call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-        )
-        (tmp_path / "report.png").write_bytes(shot)
-        ws.close()
-    finally:
-        browser.terminate()
-        browser.wait(timeout=30)
+        shot = browser.screenshot(tmp_path / "report.png", full_page=True)
     cells = json.loads((tiny_run / "summary.json").read_text())["cells"]
     assert seen["rows"] == len(cells), "a table row per cell"
     assert seen["findings"] >= 1
@@ -135,8 +89,6 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
 def test_report_escapes_the_run_folder_and_never_writes_through_a_link(tiny_run, tmp_path):
     """Values from a run folder cannot inject markup, and a link planted in the run folder is
     replaced, not followed."""
-    import shutil
-
     run = tmp_path / "poisoned"
     shutil.copytree(tiny_run, run, symlinks=True)
     summary = json.loads((run / "summary.json").read_text())
