@@ -25,6 +25,8 @@ from loadtests.ws import Reactor
 from pushpull import transports
 
 LOOP_LAG_PERIOD_S = 0.010
+MEASUREMENTS = "pushpull_measurements"  # a worker's measurements, sent to the master
+WORKER_REPORT_S = 30.0
 LOOP_LAG_EVERY_S = 0.050
 log = logging.getLogger("pushpull")
 
@@ -106,6 +108,11 @@ def on_init(environment, runner, **_kwargs) -> None:
             "pushpull_window", lambda msg, **_kw: open_window(environment, **msg.data)
         )
     else:  # spawning_complete carries no environment: bind it here
+        if isinstance(runner, MasterRunner):
+            environment.pushpull_measured = set()
+            runner.register_message(
+                MEASUREMENTS, lambda msg, **_kw: receive_measurements(environment, msg)
+            )
         environment.events.spawning_complete.add_listener(
             lambda user_count, **_kw: decide_window(environment, user_count)
         )
@@ -148,6 +155,8 @@ def on_test_stopping(environment, **_kwargs) -> None:
     recorder: Recorder = environment.pushpull
     if isinstance(environment.runner, MasterRunner):
         return
+    if recorder.written:
+        return  # a worker is stopped, then told to quit: its measurements went once
     environment.pushpull_stats.flush()
     if recorder.cpu_end is None and recorder.cpu_start is not None:
         recorder.window_ended()
@@ -160,9 +169,24 @@ def on_test_stopping(environment, **_kwargs) -> None:
         latency.get_value_at_percentile(99) / 1000,
         recorder.duplicates,
     )
+    recorder.written = True
+    if isinstance(environment.runner, WorkerRunner):
+        # A worker may run on another machine: its measurements go to the master, which
+        # writes them into the cell folder (receive_measurements).
+        environment.runner.send_message(MEASUREMENTS, recorder.to_dict())
+        return
     out = environment.parsed_options.pushpull_out
     if out:
         recorder.write(out)
+
+
+def receive_measurements(environment, msg) -> None:
+    """On the master: one worker's measurements, written as that worker's process file."""
+    out = environment.parsed_options.pushpull_out
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(msg.node_id))
+    if out:
+        write_json(Path(out) / f"loadgen-{name}.json", msg.data)
+    environment.pushpull_measured.add(msg.node_id)
 
 
 def open_window(environment, start_ns: int, end_ns: int | None) -> None:
@@ -201,7 +225,23 @@ def measure_clock_offset(host: str, samples: int = 15) -> tuple[int, int]:
 
 
 def quit_after(runner, when_ns: int) -> None:
+    """At the end (window + drain): stop; a master first waits (up to WORKER_REPORT_S) for
+    every worker's measurements, then quits."""
     sleep_until(when_ns)
+    if isinstance(runner, MasterRunner):
+        workers = {client.id for client in runner.clients.all}
+        runner.stop()  # workers stop their users and send their measurements
+        measured = runner.environment.pushpull_measured
+        deadline = time.monotonic() + WORKER_REPORT_S
+        while not workers <= measured and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        if not workers <= measured:
+            log.error(
+                "pushpull: %d of %d Locust workers sent measurements (missing: %s)",
+                len(workers & measured),
+                len(workers),
+                ", ".join(sorted(workers - measured)),
+            )
     runner.quit()
 
 

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
+
+from pushpull.manifest import cpu_model
 
 FILE_VERSION = 1
 HIST_LOWEST_US = 1
@@ -195,6 +198,7 @@ class Recorder:
     timeline_polls: list[list[int]] = field(default_factory=list)  # [t_sent, t_answered]
     cpu_start: os.times_result | None = None
     cpu_end: os.times_result | None = None
+    written: bool = False  # its measurements went out (file or message to the master)
 
     def tracker(self) -> Tracker:
         tracker = Tracker(self)
@@ -273,6 +277,11 @@ class Recorder:
         return {
             "version": FILE_VERSION,
             "pid": os.getpid(),
+            "host": {
+                "name": socket.gethostname(),
+                "cores": os.cpu_count(),
+                "cpu_model": cpu_model(),
+            },
             "transport": self.transport,
             "window": {"start_ns": self.window.start_ns, "end_ns": self.window.end_ns},
             "segments": self.segments,
@@ -361,7 +370,18 @@ def merge_process_files(paths: list[Path]) -> dict:
             merged[key] += data[key]
         merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
         merged["segments"].extend(data["segments"])
-        merged["processes"].append({"pid": data["pid"], "cpu": data["cpu"], "clock": data["clock"]})
+        loop_lag = HdrHistogram.decode(data["histograms"]["loop_lag"].encode("ascii"))
+        merged["processes"].append(
+            {
+                "pid": data["pid"],
+                "host": data.get("host"),
+                "cpu": data["cpu"],
+                "clock": data["clock"],
+                "loop_lag_p99_us": loop_lag.get_value_at_percentile(99)
+                if loop_lag.get_total_count()
+                else None,
+            }
+        )
         merged["window"] = merged["window"] or data["window"]
         for name, encoded in data["histograms"].items():
             merged["histograms"][name].add(HdrHistogram.decode(encoded.encode("ascii")))
