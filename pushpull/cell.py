@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -102,7 +103,17 @@ def locust_command(
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
         *spread,
-    ] + (master_options(cell.loadgen_procs) if cell.loadgen_procs > 1 else [])  # fmt: skip
+    ] + workers_options(config, cell)  # fmt: skip
+
+
+def workers_options(config: BenchConfig, cell: Cell) -> list[str]:
+    if cell.loadgen_workers:  # workers from elsewhere join the master at a known address
+        return [
+            "--master", "--expect-workers", str(cell.loadgen_workers),
+            "--expect-workers-max-wait", f"{config.workers_wait_s:g}",
+            "--master-bind-host", config.master_host, "--master-bind-port", str(config.master_port),
+        ]  # fmt: skip
+    return master_options(cell.loadgen_procs) if cell.loadgen_procs > 1 else []
 
 
 def master_options(procs: int) -> list[str]:
@@ -123,12 +134,28 @@ def tick_rate(cell: Cell) -> float:
     return 0.0 if cell.scenario == "chat" else cell.rate
 
 
-def wait_for(path: Path, process: Managed, deadline_s: float, what: str) -> dict:
+def workers_joined(log_path: Path, expected: int) -> str:
+    """How many Locust workers had joined, from the master's log ("N of M connected")."""
+    try:
+        found = re.findall(r"(\d+) of (\d+) connected", log_path.read_text(errors="replace"))
+    except OSError:
+        found = []
+    return f"{found[-1][0]} of {expected}" if found else f"fewer than {expected}"
+
+
+def wait_for(path: Path, process: Managed, deadline_s: float, what: str, workers: int = 0) -> dict:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if path.exists():
             return json.loads(path.read_text())
         if not process.alive():
+            if workers and "Gave up waiting for workers" in process.log_path.read_text(
+                errors="replace"
+            ):
+                raise HarnessError(
+                    f"{workers_joined(process.log_path, workers)} Locust workers joined within the "
+                    "deadline (start each with: pushpull worker --master HOST:PORT)"
+                )
             raise HarnessError(f"Locust exited before {what}: {process.log_tail()}")
         time.sleep(0.1)
     raise HarnessError(
@@ -230,7 +257,7 @@ def run_cell(
         processes = [psutil.Process(server.pid) for server in servers]
         idle = snapshot(urls, processes, redis)
         spawn_s = cell.clients / config.spawn_rate
-        spawn_deadline = 30 + spawn_s * 3
+        spawn_deadline = 30 + spawn_s * 3 + (config.workers_wait_s if cell.loadgen_workers else 0)
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
         locust = Managed(
             "locust",
@@ -239,7 +266,13 @@ def run_cell(
             cpus.get("loadgen"),
             cwd=cell_dir,
         )
-        window = wait_for(cell_dir / "window.json", locust, spawn_deadline, "the end of spawning")
+        window = wait_for(
+            cell_dir / "window.json",
+            locust,
+            spawn_deadline,
+            "the end of spawning",
+            cell.loadgen_workers,
+        )
         sleep_until(
             window["start_ns"], lambda left: tick("warm-up", left), locust, servers, "warm-up"
         )
@@ -258,7 +291,9 @@ def run_cell(
             raise HarnessError(
                 f"Locust did not finish after the window: {locust.log_tail()}"
             ) from None
-        merged = merge_process_files(wait_for_files(cell_dir, cell.loadgen_procs, locust))
+        merged = merge_process_files(
+            wait_for_files(cell_dir, config.loadgen_processes(cell), locust)
+        )
     except (OSError, ValueError, psutil.Error) as exc:  # the server stopped answering, bad JSON
         if isinstance(exc, OSError) and (cannot_write := output_error(exc)) is not None:
             raise cannot_write from None
@@ -330,6 +365,27 @@ def bound_reasons(per_process: list[float | None], loop_lag: dict) -> list[str]:
             f"Locust's event loop lagged {loop_lag['p99'] / 1000:.1f} ms at p99 (limit {CLIENT_BOUND_LOOP_LAG_US / 1000:.0f} ms)"
         )
     return reasons
+
+
+def process_summary(process: dict) -> dict:
+    """One load-generator process (a Locust worker): where it ran, its clock offset to the
+    server, and whether it was the bottleneck, by the same rule as the cell's."""
+    cpu = process_cpu_percent(process)
+    lag = process.get("loop_lag_p99_us")
+    clock = process["clock"]
+    reasons = bound_reasons([cpu], {"p99": lag})
+    return {
+        "pid": process["pid"],
+        **(process.get("host") or {"name": None, "cores": None, "cpu_model": None}),
+        "clock_offset_us": None if clock["offset_ns"] is None else clock["offset_ns"] / 1000,
+        "clock_uncertainty_us": None
+        if clock["uncertainty_ns"] is None
+        else clock["uncertainty_ns"] / 1000,
+        "cpu_percent": cpu,
+        "loop_lag_p99_us": lag,
+        "client_bound": bool(reasons),
+        "client_bound_reasons": reasons,
+    }
 
 
 def clock_offset(processes: list[dict]) -> dict:
@@ -418,6 +474,8 @@ def summarize(
         loadgen_cpu_percent_per_process=per_process,
         loadgen_cpu_us_per_delivery=per(loadgen_cpu_s, received, 1e6),
         loadgen_procs=cell.loadgen_procs,
+        loadgen_workers=cell.loadgen_workers,
+        loadgen_processes=[process_summary(p) for p in merged["processes"]],
         loadgen_loop_lag_us={k: loop_lag[k] for k in ("p50", "p99", "max")},
         client_bound=bool(bound_reasons(per_process, loop_lag)),
         client_bound_reasons=bound_reasons(per_process, loop_lag),

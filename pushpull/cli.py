@@ -107,6 +107,25 @@ def build_parser() -> Parser:
         help="Locust processes per cell (master + N workers when N > 1); a list sweeps (default 1)",
     )
     bench.add_argument(
+        "--loadgen-workers",
+        default="0",
+        help="Locust workers from other machines that join each cell (start each with "
+        "`pushpull worker --master HOST:PORT`); 0 = none (default)",
+    )
+    bench.add_argument(
+        "--master-host",
+        default="127.0.0.1",
+        help="address Locust's master listens on for workers (default %(default)s)",
+    )
+    bench.add_argument(
+        "--master-port", default="5557", help="port of Locust's master (default %(default)s)"
+    )
+    bench.add_argument(
+        "--workers-wait",
+        default="60",
+        help="seconds a cell waits for all workers to join (default %(default)s)",
+    )
+    bench.add_argument(
         "--server-procs",
         default="1",
         help="server processes sharing one event stream through --message-queue; "
@@ -208,6 +227,14 @@ def build_parser() -> Parser:
     )
     capacity.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
 
+    worker = commands.add_parser(
+        "worker", help="join a sweep's Locust master from this machine (a Locust worker)"
+    )
+    worker.add_argument(
+        "--master", required=True, help="HOST[:PORT] of the sweep's master (port 5557 by default)"
+    )
+    worker.add_argument("--once", action="store_true", help="leave after one cell")
+
     commands.add_parser("transports", help="list the transports pushpull measures")
 
     demo.add_parser(commands)
@@ -231,7 +258,15 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
     chosen = cfg.parse_transports(args.transports)
     server_procs = cfg.parse_server_procs(args.server_procs)
     queues = cfg.parse_message_queues(args.message_queue, server_procs)
+    loadgen_procs = cfg.parse_loadgen_procs(args.loadgen_procs)
+    workers = cfg.parse_workers(args.loadgen_workers, loadgen_procs)
     return cfg.BenchConfig(
+        loadgen_workers=workers,
+        master_host=args.master_host,
+        master_port=cfg.parse_port(args.master_port, "--master-port", zero=False),
+        workers_wait_s=cfg.bounded_float(
+            "--workers-wait", args.workers_wait, "seconds", "60", 0.0, 3600.0
+        ),
         server_procs=server_procs,
         message_queues=queues,
         queue_info=cfg.check_queues(queues),
@@ -246,7 +281,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         spawn_rate=cfg.bounded_float(
             "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
         ),
-        loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
+        loadgen_procs=loadgen_procs,
         scenario=cfg.parse_scenario(args.scenario),
         send_rates=cfg.parse_send_rates(args.send_rate),
         payload_bytes=cfg.parse_payload_bytes(args.payload_bytes),
@@ -413,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report_dir(Path(args.run_dir))
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "worker":
+            from pushpull.worker import parse_master, run_worker
+
+            return run_worker(*parse_master(args.master), args.once)
         if args.command == "transports":
             print(transports.text_table())
             return 0

@@ -37,6 +37,7 @@ class Cell:
     repeat: int = 1  # 1..N when each cell is measured N times
     scenario: str = "broadcast"
     payload_bytes: int = 0
+    loadgen_workers: int = 0  # Locust workers joining from elsewhere (pushpull worker)
     server_procs: int = 1  # server processes sharing one event stream through the queue
     message_queue: str | None = None  # the queue's URL (shown and recorded without credentials)
 
@@ -81,9 +82,11 @@ class BenchConfig:
     allow_concurrent: bool = False  # measure even while another pushpull run measures
     server_procs: list[int] = field(default_factory=lambda: [1])
     message_queues: list[str | None] = field(default_factory=lambda: [None])
-    queue_info: list[dict] = field(
-        default_factory=list
-    )  # each queue's redacted URL and Redis version
+    queue_info: list[dict] = field(default_factory=list)  # queues: URL (redacted), Redis version
+    loadgen_workers: int = 0  # Locust workers that join each cell (`pushpull worker`)
+    master_host: str = "127.0.0.1"  # where Locust's master listens for them
+    master_port: int = 5557
+    workers_wait_s: float = 60.0  # how long a cell waits for all of them
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
@@ -112,12 +115,16 @@ class BenchConfig:
             cells.extend(
                 Cell(
                     transport, clients, rate, interval, kind, procs, 1, self.scenario, pad,
-                    servers, queue,
+                    self.loadgen_workers, servers, queue,
                 )
                 for interval, kind in itertools.product(intervals, kinds)
             )  # fmt: skip
         # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
         return [replace(cell, repeat=k) for k in range(1, self.repeat + 1) for cell in cells]
+
+    def loadgen_processes(self, cell: Cell) -> int:
+        """How many Locust processes measure the cell (and write a process file each)."""
+        return cell.loadgen_workers or cell.loadgen_procs
 
     def drain_s(self, cell: Cell) -> float:
         """Time after the window for the last events in flight to arrive."""
@@ -325,15 +332,31 @@ def parse_duration(text: str) -> float:
     return bounded_float("--duration", text, "seconds of measurement", "20", 0.0, MAX_DURATION_S)
 
 
-def parse_port(text: str) -> int:
+def parse_port(text: str, flag: str = "--port", zero: bool = True) -> int:
+    allowed = "0-65535, 0 picks a free port" if zero else "1-65535"
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{flag}: {text!r} is not a port number ({allowed})") from None
+    if not (0 if zero else 1) <= value <= 65535:
+        raise UsageError(f"{flag}: {value} is out of range ({allowed})")
+    return value
+
+
+def parse_workers(text: str, loadgen_procs: list[int]) -> int:
     try:
         value = int(text)
     except ValueError:
         raise UsageError(
-            f"--port: {text!r} is not a port number (0-65535, 0 picks a free port)"
+            f"--loadgen-workers: {text!r} is not a whole number (workers, e.g. 2; 0 for none)"
         ) from None
-    if not 0 <= value <= 65535:
-        raise UsageError(f"--port: {value} is out of range (0-65535, 0 picks a free port)")
+    if not 0 <= value <= 256:
+        raise UsageError(f"--loadgen-workers: {value} is out of range (0 to 256)")
+    if value and max(loadgen_procs) > 1:
+        raise UsageError(
+            "--loadgen-workers: use it or --loadgen-procs, not both (workers bring their own "
+            "processes: start several `pushpull worker` on a machine)"
+        )
     return value
 
 

@@ -85,6 +85,8 @@ class CellSummary:
     client_bound_reasons: list[str]
     clock_offset_us: ClockOffset
     publisher_lag_us: Tail
+    loadgen_workers: int = 0  # Locust workers that joined from elsewhere (schema 3)
+    loadgen_processes: list[dict] | None = None  # each: host, cores, CPU, clock offset, bound
     server_procs: int = 1  # server processes sharing one event stream (schema 3)
     message_queue: str | None = None  # the queue's URL without credentials
     queue: dict | None = None  # {"redis_version": ...}

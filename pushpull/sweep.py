@@ -249,6 +249,10 @@ def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare
                 continue
             summary["cells"].append(cell_summary)
             write_json(run_dir / "summary.json", summary)
+            if cell.loadgen_workers:  # where the workers ran, and their clocks
+                workers = manifest.setdefault("loadgen_workers", {})
+                workers[cell.name] = cell_summary["loadgen_processes"]
+                write_json(run_dir / "manifest.json", manifest)
             progress.done(cell, f"{cell.label()}: {result_line(cell_summary)}")
         summary["complete"] = True
         status = 1 if summary["failed"] else 0

@@ -34,6 +34,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("client", None, _client_tag, lambda c: f"{c['client']} client"),
     Variant("loadgen_procs", 1, lambda c: f"p{c['loadgen_procs']}",
             lambda c: f"{c['loadgen_procs']} Locust processes"),
+    Variant("loadgen_workers", 0, lambda c: f"w{c['loadgen_workers']}",
+            lambda c: f"{c['loadgen_workers']} Locust workers"),
     Variant("payload_bytes", 0, lambda c: f"b{c['payload_bytes']}",
             lambda c: f"{c['payload_bytes']} B payload"),
     Variant("scenario", "broadcast", lambda c: c["scenario"], lambda c: c["scenario"]),
