@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -25,7 +26,7 @@ from pushpull.manifest import PROJECT_ROOT, write_json
 from pushpull.mq import QueueUnavailable, Redis, redacted
 from pushpull.procs import HarnessError, Managed, get_json, output_error, start_server
 from pushpull.schema import CellSummary, LatencySummary
-from pushpull.verify import verify
+from pushpull.verify import OPTIONAL_ENDPOINTS, verify, verify_target
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
@@ -46,15 +47,68 @@ class Snapshot:
         return sum(stats[key] for stats in self.stats)
 
 
-def snapshot(urls: list[str], processes: list[psutil.Process], redis: Redis | None) -> Snapshot:
+def snapshot(
+    urls: list[str], processes: list[psutil.Process] | None, redis: Redis | None
+) -> Snapshot:
+    """Counters from each server's /stats (no URLs: the target has none); CPU and memory from
+    the kernel for processes the harness started, else (None) from what /stats reports."""
     t_ns = time.time_ns()
-    cpu_s = rss = 0
-    for process in processes:
-        times = process.cpu_times()
-        cpu_s += times.user + times.system
-        rss += process.memory_info().rss
     stats = [get_json(url + "/stats") for url in urls]
+    if processes is None:  # a target: its own report of itself, if it gives one
+        cpu_s = sum(s["cpu_user_s"] + s.get("cpu_system_s", 0.0) for s in stats) if stats else None
+        rss = sum(s["rss_bytes"] for s in stats) if stats else None
+    else:
+        cpu_s = rss = 0
+        for process in processes:
+            times = process.cpu_times()
+            cpu_s += times.user + times.system
+            rss += process.memory_info().rss
     return Snapshot(t_ns, stats, cpu_s, rss, None if redis is None else redis.cpu_s())
+
+
+def check_target(cell: Cell, cell_dir: Path, url: str) -> dict[str, str]:
+    """Verify a server the harness did not start. Problems with the client-facing protocol
+    fail the cell; missing optional endpoints are written to verify.txt and returned."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection(
+            (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=5
+        ).close()
+    except OSError as exc:
+        raise HarnessError(f"the target {url} does not answer: {exc.strerror or exc}") from None
+    problems, missing = verify_target(cell.spec, url)
+    lines = [f"problem: {p}" for p in problems] + [
+        f"missing: {path} ({reason}); null: {OPTIONAL_ENDPOINTS[path][1]}"
+        for path, reason in missing.items()
+    ]
+    if lines:
+        (cell_dir / "verify.txt").write_text("\n".join(lines) + "\n")
+    if problems:
+        raise HarnessError(
+            f"the target {url} does not speak the {cell.transport} protocol: {problems[0]} "
+            f"({len(problems)} problem(s), see {cell_dir / 'verify.txt'})"
+        )
+    return missing
+
+
+def unavailable_figures(missing: dict[str, str]) -> dict[str, str]:
+    """The summary's figures a target cannot give, each with why (never invented)."""
+    reasons = {}
+    for path, fields in TARGET_FIGURES.items():
+        if path in missing:
+            reasons.update(dict.fromkeys(fields, f"the target has no {path} ({missing[path]})"))
+    return reasons
+
+
+TARGET_FIGURES = {
+    "/stats": (
+        "requests", "requests_per_delivery", "bytes_per_delivery", "bytes_out_per_delivery",
+        "server_cpu_us_per_delivery", "server_cpu_percent", "server_rss_bytes",
+        "server_rss_per_client_bytes",
+    ),
+    "/published": ("published", "expected", "lost", "publisher_lag_us"),
+    "/time": ("clock_offset_us",),
+}  # fmt: skip
 
 
 def latency_summary(histogram) -> LatencySummary:
@@ -245,6 +299,7 @@ def run_cell(
     cell_dir.mkdir(parents=True)
     servers: list[Managed] = []
     locust = redis = channel = None
+    unavailable: dict[str, str] = {}
     try:
         if cell.message_queue is not None:
             try:
@@ -252,9 +307,15 @@ def run_cell(
             except QueueUnavailable as exc:
                 raise HarnessError(f"--message-queue: {exc}") from None
             channel = f"pushpull-{os.getpid()}-{time.time_ns()}"  # this cell's own keys
-        servers, urls = start_servers(config, cell, cell_dir, cpus, channel)
-        url = urls[0]
-        processes = [psutil.Process(server.pid) for server in servers]
+        if config.target is not None:  # a server the harness did not start
+            url = config.target
+            unavailable = unavailable_figures(check_target(cell, cell_dir, url))
+            urls = [] if "requests" in unavailable else [url]
+            processes = None
+        else:
+            servers, urls = start_servers(config, cell, cell_dir, cpus, channel)
+            url = urls[0]
+            processes = [psutil.Process(server.pid) for server in servers]
         idle = snapshot(urls, processes, redis)
         spawn_s = cell.clients / config.spawn_rate
         spawn_deadline = 30 + spawn_s * 3 + (config.workers_wait_s if cell.loadgen_workers else 0)
@@ -281,9 +342,11 @@ def run_cell(
             window["end_ns"], lambda left: tick("measuring", left), locust, servers, "window"
         )
         end = snapshot(urls, processes, redis)
-        published = get_json(
-            url + f"/published?since={window['start_ns']}&until={window['end_ns']}"
-        )
+        published = None
+        if "published" not in unavailable:
+            published = get_json(
+                url + f"/published?since={window['start_ns']}&until={window['end_ns']}"
+            )
         tick("collecting", 0)
         try:
             locust.popen.wait(timeout=config.drain_s(cell) + 30)
@@ -325,9 +388,9 @@ def run_cell(
     write_json(
         cell_dir / "server-stats.json",
         {
-            "idle": idle.stats[0],
-            "window_start": start.stats[0],
-            "window_end": end.stats[0],
+            "idle": idle.stats[0] if idle.stats else None,
+            "window_start": start.stats[0] if start.stats else None,
+            "window_end": end.stats[0] if end.stats else None,
             "published": published,
             **(
                 {"processes": {"idle": idle.stats, "window_start": start.stats, "window_end": end.stats}}
@@ -336,7 +399,9 @@ def run_cell(
         },
     )  # fmt: skip
     queue = None if redis is None else {"redis_version": redis.version}
-    summary = summarize(config, cell, window, merged, published, idle, start, end, queue)
+    summary = summarize(
+        config, cell, window, merged, published, idle, start, end, queue, unavailable
+    )
     write_json(cell_dir / "summary.json", summary)
     return summary
 
@@ -410,32 +475,46 @@ def summarize(
     cell: Cell,
     window: dict,
     merged: dict,
-    published: dict,
+    published: dict | None,
     idle: Snapshot,
     start: Snapshot,
     end: Snapshot,
     queue: dict | None = None,
+    unavailable: dict[str, str] | None = None,
 ) -> dict:
+    """The cell's figures; those in `unavailable` (a target's missing endpoints) are null."""
+    unavailable = unavailable or {}
     received = merged["received"]
-    expected = expected_deliveries(
-        merged["segments"], published["first_seq"], published["last_seq"]
-    )
+    expected = None
+    if published is not None:
+        expected = expected_deliveries(
+            merged["segments"], published["first_seq"], published["last_seq"]
+        )
     wall_s = (end.t_ns - start.t_ns) / 1e9
     queue_cpu_s = None
     if end.queue_cpu_s is not None and start.queue_cpu_s is not None:
         queue_cpu_s = end.queue_cpu_s - start.queue_cpu_s
-    server_cpu_s = end.cpu_s - start.cpu_s + (queue_cpu_s or 0.0)  # the queue is the server's
-    requests = end.total("requests") - start.total("requests")
-    bytes_out = end.total("bytes_written") - start.total("bytes_written")
-    bytes_in = end.total("bytes_read") - start.total("bytes_read")
+    server_cpu_s = None
+    if end.cpu_s is not None and start.cpu_s is not None:  # the queue's CPU is the server's
+        server_cpu_s = end.cpu_s - start.cpu_s + (queue_cpu_s or 0.0)
+    stats = bool(end.stats)
+    requests = end.total("requests") - start.total("requests") if stats else None
+    bytes_out = end.total("bytes_written") - start.total("bytes_written") if stats else None
+    bytes_in = end.total("bytes_read") - start.total("bytes_read") if stats else None
     per_process = [process_cpu_percent(p) for p in merged["processes"]]
     loadgen_cpu_s = sum(
         p["cpu"]["user_s"] + p["cpu"]["system_s"] for p in merged["processes"] if p["cpu"]
     )
     loop_lag = latency_summary(merged["histograms"]["loop_lag"])
     polls = merged["polls"]
-    lags = sorted(published["publisher_lag_us"])
-    counts_requests = cell.spec.counts_requests
+    lags = sorted(published["publisher_lag_us"]) if published is not None else []
+    counts_requests = cell.spec.counts_requests and requests is not None
+    rss_growth = None
+    if start.rss_bytes is not None and idle.rss_bytes is not None:
+        rss_growth = start.rss_bytes - idle.rss_bytes
+    clock = clock_offset(merged["processes"])
+    if "clock_offset_us" in unavailable:
+        clock = {"offset": None, "uncertainty": None, "per_process": clock["per_process"]}
     return CellSummary(
         transport=cell.transport,
         role=cell.spec.role,
@@ -454,22 +533,26 @@ def summarize(
         latency_us=latency_summary(merged["histograms"]["latency"]),
         latency_from_schedule_us=latency_summary(merged["histograms"]["from_schedule"]),
         warmup_latency_us=latency_summary(merged["histograms"]["warmup"]),
-        published=published["count"],
+        published=published["count"] if published is not None else None,
         expected=expected,
         received=received,
-        lost=expected - received,
+        lost=expected - received if expected is not None else None,
         duplicates=merged["duplicates"],
         reordered=merged["reordered"],
         errors=merged["errors"],
         requests=requests if counts_requests else None,
         requests_per_delivery=per(requests, received) if counts_requests else None,
         empty_poll_share=per(merged["empty_polls"], polls) if polls else None,
-        bytes_per_delivery=per(bytes_out + bytes_in, received),
+        bytes_per_delivery=per(bytes_out + bytes_in, received) if stats else None,
         bytes_out_per_delivery=per(bytes_out, received),
         server_cpu_us_per_delivery=per(server_cpu_s, received, 1e6),
-        server_cpu_percent=round(100 * server_cpu_s / wall_s, 1) if wall_s > 0 else None,
+        server_cpu_percent=(
+            round(100 * server_cpu_s / wall_s, 1)
+            if server_cpu_s is not None and wall_s > 0
+            else None
+        ),
         server_rss_bytes=end.rss_bytes,
-        server_rss_per_client_bytes=per(start.rss_bytes - idle.rss_bytes, cell.clients),
+        server_rss_per_client_bytes=per(rss_growth, cell.clients),
         loadgen_cpu_percent=round(sum(p for p in per_process if p is not None), 1),
         loadgen_cpu_percent_per_process=per_process,
         loadgen_cpu_us_per_delivery=per(loadgen_cpu_s, received, 1e6),
@@ -479,14 +562,14 @@ def summarize(
         loadgen_loop_lag_us={k: loop_lag[k] for k in ("p50", "p99", "max")},
         client_bound=bool(bound_reasons(per_process, loop_lag)),
         client_bound_reasons=bound_reasons(per_process, loop_lag),
-        clock_offset_us=clock_offset(merged["processes"]),
+        clock_offset_us=clock,
         server_procs=cell.server_procs,
         message_queue=None if cell.message_queue is None else redacted(cell.message_queue),
         queue=queue,
         queue_cpu_us_per_delivery=per(queue_cpu_s, received, 1e6),
         queue_cpu_share=(
             round(queue_cpu_s / server_cpu_s, 3)
-            if queue_cpu_s is not None and server_cpu_s > 0
+            if queue_cpu_s is not None and server_cpu_s
             else None
         ),
         publisher_lag_us={
@@ -494,4 +577,6 @@ def summarize(
             "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
             "max": lags[-1] if lags else None,
         },
+        target=config.target,
+        unavailable=unavailable or None,
     ).to_json()

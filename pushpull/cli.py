@@ -107,6 +107,13 @@ def build_parser() -> Parser:
         help="Locust processes per cell (master + N workers when N > 1); a list sweeps (default 1)",
     )
     bench.add_argument(
+        "--target",
+        default=None,
+        metavar="URL",
+        help="measure a running server instead of starting one (it must speak the transports' "
+        "part of docs/protocol.md); --rate then only labels the cells",
+    )
+    bench.add_argument(
         "--loadgen-workers",
         default="0",
         help="Locust workers from other machines that join each cell (start each with "
@@ -261,6 +268,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
     loadgen_procs = cfg.parse_loadgen_procs(args.loadgen_procs)
     workers = cfg.parse_workers(args.loadgen_workers, loadgen_procs)
     return cfg.BenchConfig(
+        target=cfg.parse_target(args.target, server_procs, queues),
         loadgen_workers=workers,
         master_host=args.master_host,
         master_port=cfg.parse_port(args.master_port, "--master-port", zero=False),

@@ -87,6 +87,7 @@ class BenchConfig:
     master_host: str = "127.0.0.1"  # where Locust's master listens for them
     master_port: int = 5557
     workers_wait_s: float = 60.0  # how long a cell waits for all of them
+    target: str | None = None  # measure this server instead of starting one (--target URL)
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
@@ -274,6 +275,30 @@ def check_queues(queues: list[str | None]) -> list[dict]:
         info.append({"url": redacted(url), "redis_version": redis.version})
         redis.close()
     return info
+
+
+def parse_target(text: str | None, server_procs: list[int], queues: list[str | None]) -> str | None:
+    """--target URL: a running server's base URL (http:// or https://, no path)."""
+    if text is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise UsageError(
+            f"--target: {text!r} is not a server's base URL (expected http://HOST:PORT, "
+            "e.g. http://192.0.2.10:5001)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise UsageError(f"--target: {text!r}: {exc}") from None
+    if max(server_procs) > 1 or any(q is not None for q in queues):
+        raise UsageError(
+            "--target: the harness starts no server for a target, so --server-procs and "
+            "--message-queue do not apply (run the target's processes yourself)"
+        )
+    return text.rstrip("/")
 
 
 def parse_scenario(text: str) -> str:

@@ -74,7 +74,7 @@ class CellSummary:
     bytes_out_per_delivery: float | None
     server_cpu_us_per_delivery: float | None
     server_cpu_percent: float | None
-    server_rss_bytes: int
+    server_rss_bytes: int | None
     server_rss_per_client_bytes: float | None
     loadgen_cpu_percent: float
     loadgen_cpu_percent_per_process: list[float | None]
@@ -92,6 +92,8 @@ class CellSummary:
     queue: dict | None = None  # {"redis_version": ...}
     queue_cpu_us_per_delivery: float | None = None  # Redis's CPU, included in the server's
     queue_cpu_share: float | None = None  # of server_cpu_us_per_delivery
+    target: str | None = None  # a server the harness did not start (--target)
+    unavailable: dict | None = None  # {figure: why it is null}, for a target's missing endpoints
 
     def to_json(self) -> dict:
         return asdict(self)

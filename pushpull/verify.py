@@ -90,6 +90,55 @@ def chat_round_trip(transport: Transport, url: str) -> list[str]:
         probe.close()
 
 
+# What a server the harness did not start may lack, and the figures each part feeds.
+OPTIONAL_ENDPOINTS = {
+    "/healthz": (("status",), "readiness only"),
+    "/stats": (STATS_FIELDS, "requests, bytes, server CPU and memory per delivery"),
+    "/time": (("t_ns",), "the clock offset (without it the clocks are assumed equal)"),
+    "/published": (("count", "first_seq", "last_seq", "publisher_lag_us"),
+                   "published, expected and lost deliveries, publisher lag"),
+}  # fmt: skip
+
+
+def missing_endpoints(url: str) -> dict[str, str]:
+    """The optional endpoints a target lacks, each with what is wrong: {path: reason}."""
+    missing = {}
+    for path, (fields, _feeds) in OPTIONAL_ENDPOINTS.items():
+        try:
+            status, body = call(url + path)
+        except (OSError, ValueError) as exc:
+            missing[path] = f"{type(exc).__name__}: {exc}"
+            continue
+        if status != 200:
+            missing[path] = f"answers {status}"
+        elif "raw" in body and len(body) == 1:
+            missing[path] = "answers with no JSON object"
+        elif absent := [name for name in fields if name not in body]:
+            missing[path] = f"lacks {', '.join(absent)}"
+    return missing
+
+
+def verify_target(transport: Transport, url: str) -> tuple[list[str], dict[str, str]]:
+    """A server the harness did not start: (problems with the client-facing protocol, which
+    stop the measurement; optional endpoints it lacks, whose figures will be null)."""
+    try:
+        missing = missing_endpoints(url)
+        problems = resolve(transport.probe).checks(url)
+    except (OSError, ValueError) as exc:
+        return [f"{url}: {type(exc).__name__}: {exc}"], {}
+    problems += round_trip_problems(transport, url)
+    return problems, missing
+
+
+def round_trip_problems(transport: Transport, url: str) -> list[str]:
+    try:
+        return chat_round_trip(transport, url)
+    except ProbeError as exc:
+        return [str(exc)]
+    except Exception as exc:  # noqa: BLE001 - any failure to speak the protocol is a problem
+        return [f"{transport.name}: {type(exc).__name__}: {exc}"]
+
+
 def verify(transport: Transport, url: str, pid: int) -> list[str]:
     """All problems of the server at `url` for `transport`; [] means it may be measured."""
     try:
@@ -97,10 +146,4 @@ def verify(transport: Transport, url: str, pid: int) -> list[str]:
         problems += resolve(transport.probe).checks(url)
     except (OSError, ValueError) as exc:
         return [f"{url}: {type(exc).__name__}: {exc}"]
-    try:
-        problems += chat_round_trip(transport, url)
-    except ProbeError as exc:
-        problems.append(str(exc))
-    except Exception as exc:  # noqa: BLE001 - any failure to speak the protocol is a problem
-        problems.append(f"{transport.name}: {type(exc).__name__}: {exc}")
-    return problems
+    return problems + round_trip_problems(transport, url)
