@@ -18,11 +18,12 @@ const LONGPOLL_HOLD_S = 20; // as the load generator's long-poll
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 8_000;
 const CLOCK_SAMPLES = 8;
-const CLOCK_EVERY_MS = 30_000;
+const CLOCK_EVERY_MS = 30_000; // another batch of /time samples this often (and 2 s after start)
+const CLOCK_KEEP_MS = 300_000;
 const COLOR = /^#[0-9a-fA-F]{6}$/;
 
 const settings = { shortPollMs: 500 };
-const clock = { offsetMs: 0, rttMs: null };
+const clock = { offsetMs: 0, rttMs: null, takenMs: 0 };
 
 const nowMs = () => performance.timeOrigin + performance.now();
 const onServerClock = (localMs) => localMs + clock.offsetMs;
@@ -30,6 +31,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /* ---------- the clock offset ---------- */
 
+/* A batch of samples; its best replaces the offset in use when its round trip is shorter (a
+ * tighter bound), or when the one in use is older than CLOCK_KEEP_MS (clocks drift). */
 async function measureClock() {
   let best = null;
   for (let i = 0; i < CLOCK_SAMPLES; i++) {
@@ -42,11 +45,14 @@ async function measureClock() {
       best = { rtt, offset: body.t_ns / 1e6 - (sent + received) / 2 };
     }
   }
+  const stale = nowMs() - clock.takenMs > CLOCK_KEEP_MS;
+  if (clock.rttMs !== null && best.rtt > clock.rttMs && !stale) return;
   clock.offsetMs = best.offset;
   clock.rttMs = best.rtt;
+  clock.takenMs = nowMs();
   document.getElementById("clock").textContent =
     `clock offset ${clock.offsetMs >= 0 ? "+" : ""}${clock.offsetMs.toFixed(2)} ms ` +
-    `± ${(clock.rttMs / 2).toFixed(2)} ms (best of ${CLOCK_SAMPLES} /time round trips)`;
+    `± ${(clock.rttMs / 2).toFixed(2)} ms (the /time round trip with the least delay)`;
 }
 
 /* ---------- figures ---------- */
@@ -454,7 +460,9 @@ async function main() {
   document.getElementById("rate").value = config.rate;
   settings.shortPollMs = Number(document.getElementById("poll-interval").value) * 1000;
   await measureClock();
-  setInterval(() => measureClock().catch(() => {}), CLOCK_EVERY_MS); // a server away: keep the last
+  const remeasure = () => measureClock().catch(() => {}); // a server away: keep the offset in use
+  setTimeout(remeasure, 2_000); // the page has settled: likely a shorter round trip
+  setInterval(remeasure, CLOCK_EVERY_MS);
   const container = document.getElementById("panes");
   const panes = config.transports.map((transport) => new Pane(transport, container));
   for (const pane of panes) {
