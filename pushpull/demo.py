@@ -11,6 +11,7 @@ the server on its command line, since servers never import the harness.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sys
@@ -96,6 +97,13 @@ def server_command(host: str, port: int, rate: float) -> list[str]:
     ]
 
 
+def loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def page_url(listening: str, host: str) -> str:
     """The URL to open: the announced one, with a wildcard address made reachable."""
     if host in ("0.0.0.0", "::"):
@@ -148,6 +156,12 @@ def main(args: argparse.Namespace) -> int:
                 f"pushpull demo: open {page_url(listening, args.host)}  (Ctrl-C stops it)",
                 flush=True,
             )
+            if not loopback(args.host):
+                print(
+                    f"pushpull demo: warning: --host {args.host} is reachable from other "
+                    "machines; the demo has no authentication",
+                    file=sys.stderr,
+                )
             while server.alive():
                 time.sleep(0.5)
             print(
