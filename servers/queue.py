@@ -58,6 +58,12 @@ return 0
 """
 
 
+def first_sentence(exc: Exception) -> str:
+    """Redis's refusals can run to a paragraph: its first sentence, for a one-line error."""
+    text = str(exc)
+    return text.split(". ", 1)[0] if len(text) > 120 else text
+
+
 class QueueError(Exception):
     """The message queue cannot be used: one line for the server's exit message."""
 
@@ -104,7 +110,7 @@ class Queue:
             info = self.redis.info("server")
         except redis.RedisError as exc:
             raise QueueError(
-                f"cannot reach Redis at {redacted(url)} ({exc}); start one (redis-server, from "
+                f"cannot reach Redis at {redacted(url)} ({first_sentence(exc)}); start one (redis-server, from "
                 "your system's packages) or leave out --message-queue"
             ) from None
         self.redis_version = info.get("redis_version")

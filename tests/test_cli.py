@@ -45,6 +45,28 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--transports", "longpoll", "--client", "python-socketio"], ["--client", "none of them"]),
         (["--loadgen-procs", "0"], ["--loadgen-procs", "0"]),
         (["--repeat", "many"], ["--repeat", "'many'"]),
+        (["--server-procs", "0"], ["--server-procs", "0", "from 1 to 16"]),
+        (["--server-procs", "2"], ["--server-procs", "--message-queue redis://"]),
+        (["--message-queue", "http://x"], ["--message-queue", "'http://x'", "not a Redis URL"]),
+        (
+            ["--message-queue", "redis://u:secret@127.0.0.1:1/0"],
+            ["--message-queue", "no Redis answers", "redis-server"],
+        ),
+        (["--loadgen-workers", "-1"], ["--loadgen-workers", "0 to 256"]),
+        (["--loadgen-workers", "2", "--loadgen-procs", "2"], ["--loadgen-workers", "not both"]),
+        (["--master-port", "0"], ["--master-port", "1-65535"]),
+        (["--target", "ftp://x"], ["--target", "'ftp://x'", "http://HOST:PORT"]),
+        (
+            [
+                "--target",
+                "http://127.0.0.1:5001",
+                "--server-procs",
+                "2",
+                "--message-queue",
+                "redis://127.0.0.1:6379/0",
+            ],
+            ["--target", "--server-procs"],
+        ),
     ],
 )
 def test_bench_rejects_bad_input(tmp_path, args, needles):
