@@ -22,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run, series_key, series_label  # noqa: E402
+from analysis.scaleout import plot_scaleout  # noqa: E402
 from analysis.style import LINESTYLES, color, minor_2_5, plain_number, rank, save_figure  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
 from analysis.timeline import plot_timeline  # noqa: E402
@@ -234,6 +235,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         plot_latency_vs_rate(run, out),
         plot_polling_vs_interval(run, out),
         plot_capacity(run, out),
+        plot_scaleout(run, out),
     )
     paths += [p for p in optional if p]
     write_summary_table(run, run.path / "summary.md")

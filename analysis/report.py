@@ -23,6 +23,7 @@ QUESTIONS = {
     "latency_vs_rate.png": "Where does long-polling fall behind push as events arrive faster?",
     "polling_vs_interval.png": "How many requests does short polling spend, and waste, per delivered event?",
     "capacity.png": "How many clients can each transport hold with p99 under the latency limit?",
+    "scaleout.png": "What do more server processes behind a Redis queue cost and deliver, per transport?",
 }
 COLUMNS = [
     ("transport", "transport"), ("clients", "clients"), ("rate", "rate /s"), ("p50", "p50 ms"),
@@ -67,6 +68,19 @@ def cell_value(cell: dict, key: str) -> str:
             flags.append("client-bound: " + "; ".join(cell["client_bound_reasons"]))
         if cell["lost"] or cell["duplicates"] or cell["errors"]:
             flags.append(f"{cell['errors']} errors" if cell["errors"] else "incomplete")
+        flags += cell.get("contention") or []
+        if cell.get("unavailable"):
+            flags.append(
+                "target lacks "
+                + ", ".join(
+                    sorted(
+                        {
+                            r.split(" (")[0].removeprefix("the target has no ")
+                            for r in cell["unavailable"].values()
+                        }
+                    )
+                )
+            )
         return '<span class="flag">' + html.escape(", ".join(flags)) + "</span>" if flags else ""
     value = cell.get(key)
     if value is None:

@@ -254,6 +254,23 @@ def sleep_until(
         time.sleep(min(left, 0.5))
 
 
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
+
+
+def contention(cell: Cell, cpus: dict) -> list[str]:
+    """Where the cell's server side competed for cores on this machine (flagged in the data):
+    more server processes than the cores they were placed on, or a local Redis sharing the
+    machine's cores with the servers and Locust."""
+    cores = os.cpu_count() or 1
+    server_cores = len(cpus.get("server") or ()) or cores
+    found = []
+    if cell.server_procs > server_cores:
+        found.append(f"{cell.server_procs} server processes shared {server_cores} core(s)")
+    if cell.message_queue is not None and urlsplit(cell.message_queue).hostname in LOCAL_HOSTS:
+        found.append(f"Redis ran on this machine's {cores} cores with the servers and Locust")
+    return found
+
+
 def server_name(index: int, count: int) -> str:
     return "server" if count == 1 else f"server {index + 1} of {count}"
 
@@ -400,9 +417,11 @@ def run_cell(
         },
     )  # fmt: skip
     queue = None if redis is None else {"redis_version": redis.version}
+    shared = [] if config.target else contention(cell, cpus)
     summary = summarize(
         config, cell, window, merged, published, idle, start, end, queue, unavailable
     )
+    summary["contention"] = shared
     write_json(cell_dir / "summary.json", summary)
     return summary
 

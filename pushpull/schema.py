@@ -94,6 +94,7 @@ class CellSummary:
     queue_cpu_share: float | None = None  # of server_cpu_us_per_delivery
     target: str | None = None  # a server the harness did not start (--target)
     unavailable: dict | None = None  # {figure: why it is null}, for a target's missing endpoints
+    contention: list[str] | None = None  # where the server side shared cores on this machine
 
     def to_json(self) -> dict:
         return asdict(self)
