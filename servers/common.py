@@ -28,7 +28,7 @@ from gevent import pywsgi
 from gevent import socket as gsocket
 from werkzeug.exceptions import HTTPException
 
-from servers.queue import Queue, QueueError, StreamBus, event_tail
+from servers.queue import Queue, QueueError, StreamBus, event_tail, make_event
 
 MAX_BODY_BYTES = 64 * 1024
 SLOW_CLIENT_BYTES = (
@@ -161,13 +161,7 @@ class EventLog:
         if self.bus is not None:
             return self.bus.publish(kind, data, t_sched, data_json)
         seq, t_pub = self.last_seq + 1, time.time_ns()
-        event = {
-            "seq": seq,
-            "t_pub": t_pub,
-            "t_sched": t_pub if t_sched is None else t_sched,
-            "kind": kind,
-            "data": data,
-        }
+        event = make_event(seq, t_pub, kind, data, t_sched)
         # the same text json.dumps(event, separators=(",", ":")) gives, data encoded once
         text = f'{{"seq":{seq}' + event_tail(t_pub, event["t_sched"], kind, data_json)
         self.apply(seq, t_pub, -1 if t_sched is None or kind != "tick" else t_sched, text, event)
@@ -553,13 +547,13 @@ def port_number(text: str) -> int:
     return value
 
 
-def rate_value(text: str) -> float:
+def rate_value(text: str, maximum: float = MAX_RATE) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (events per second)") from None
-    if not 0 <= value <= MAX_RATE:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {MAX_RATE:g} events/s)")
+    if not 0 <= value <= maximum:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {maximum:g} events/s)")
     return value
 
 

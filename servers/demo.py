@@ -40,6 +40,7 @@ from servers.common import (
     counting,
     json_error,
     parse_json_object,
+    rate_value,
     run_publisher,
     serve,
     server_arguments,
@@ -159,15 +160,7 @@ def transports_value(text: str) -> list[dict]:
 
 
 def demo_rate_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (events per second)") from None
-    if not 0 <= value <= MAX_DEMO_RATE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is out of range (0 to {MAX_DEMO_RATE:g} events/s)"
-        )
-    return value
+    return rate_value(text, MAX_DEMO_RATE)
 
 
 def socketio_client_dir(text: str) -> Path:

@@ -33,7 +33,7 @@ from servers.common import (
     origin_allowed,
     strict_json,
 )
-from servers.queue import Queue, event_tail
+from servers.queue import Queue, event_tail, make_event
 
 NAME = "push"
 
@@ -148,14 +148,7 @@ class SocketIOBus:
         self.queue, self.emit_event = queue, emit_event
 
     def publish(self, kind: str, data: dict, t_sched: int | None, data_json: str) -> dict:
-        seq, t_pub = self.queue.next_seq(), time.time_ns()
-        event = {
-            "seq": seq,
-            "t_pub": t_pub,
-            "t_sched": t_pub if t_sched is None else t_sched,
-            "kind": kind,
-            "data": data,
-        }
+        event = make_event(self.queue.next_seq(), time.time_ns(), kind, data, t_sched)
         self.emit_event(event)
         return event
 

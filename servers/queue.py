@@ -144,6 +144,12 @@ class Queue:
         return {"url": redacted(self.url), "channel": self.channel, "publisher": self.leading}
 
 
+def make_event(seq: int, t_pub: int, kind: str, data: dict, t_sched: int | None) -> dict:
+    """An event as docs/protocol.md defines it (a chat message's t_sched is its t_pub)."""
+    t_sched = t_pub if t_sched is None else t_sched
+    return {"seq": seq, "t_pub": t_pub, "t_sched": t_sched, "kind": kind, "data": data}
+
+
 def event_tail(t_pub: int, t_sched: int, kind: str, data_json: str) -> str:
     """An event's JSON after `{"seq":N` (so the seq can be filled in where it is taken)."""
     return f',"t_pub":{t_pub},"t_sched":{t_sched},"kind":{json.dumps(kind)},"data":{data_json}}}'
@@ -162,17 +168,16 @@ class StreamBus:
         self._last_id = "0-0"
 
     def publish(self, kind: str, data: dict, t_sched: int | None, data_json: str) -> dict:
-        t_pub = time.time_ns()
-        t_sched_event = t_pub if t_sched is None else t_sched
+        event = make_event(0, time.time_ns(), kind, data, t_sched)
         log_sched = -1 if t_sched is None or kind != "tick" else t_sched
-        tail = event_tail(t_pub, t_sched_event, kind, data_json)
-        seq = int(
+        tail = event_tail(event["t_pub"], event["t_sched"], kind, data_json)
+        event["seq"] = int(
             self._append(
                 keys=[self.queue.seq_key, self.queue.stream_key],
-                args=[tail, self.retained, t_pub, log_sched],
+                args=[tail, self.retained, event["t_pub"], log_sched],
             )
         )
-        return {"seq": seq, "t_pub": t_pub, "t_sched": t_sched_event, "kind": kind, "data": data}
+        return event
 
     def start(self) -> list[gevent.Greenlet]:
         """Catch up with what the stream retains (a resume is then valid here too), then read."""
