@@ -17,7 +17,7 @@ from pathlib import Path
 import gevent
 from geventhttpclient import URL, HTTPClient
 from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, bucket_response_time
 
 from loadtests.recorder import Recorder, record_us, write_json
@@ -147,13 +147,18 @@ def on_test_start(environment, **_kwargs) -> None:
 
 def decide_window(environment, user_count: int) -> None:
     """On the master (or the only process): the window starts --grace s after spawning completed;
-    workers are told by message so every process uses the same window."""
+    workers are told by message so every process uses the same window. Decided once: a
+    master re-spawns (and says spawning completed again) when a worker leaves mid-test."""
+    if getattr(environment, "pushpull_window_decided", False):
+        return
+    environment.pushpull_window_decided = True
     runner = environment.runner
     options = environment.parsed_options
     start_ns = environment.pushpull.server_now() + int(options.grace * 1e9)
     end_ns = start_ns + int(options.measure * 1e9) if options.measure > 0 else None
     if isinstance(runner, MasterRunner):
         runner.send_message("pushpull_window", {"start_ns": start_ns, "end_ns": end_ns})
+        environment.pushpull_workers = {client.id for client in runner.clients.all}
     open_window(environment, start_ns, end_ns)
     if options.pushpull_out:
         window = {"start_ns": start_ns, "end_ns": end_ns, "clients": user_count}
@@ -242,7 +247,12 @@ def quit_after(runner, when_ns: int) -> None:
     every worker's measurements, then quits."""
     sleep_until(when_ns)
     if isinstance(runner, MasterRunner):
-        workers = {client.id for client in runner.clients.all}
+        workers = {client.id for client in runner.clients.all if client.state != STATE_MISSING}
+        left = runner.environment.pushpull_workers - workers
+        out = runner.environment.parsed_options.pushpull_out
+        if left and out:  # a worker quit or went missing after spawning: the cell is incomplete
+            log.error("pushpull: Locust workers left during the test: %s", ", ".join(sorted(left)))
+            write_json(Path(out) / "workers-left.json", {"workers": sorted(left)})
         runner.stop()  # workers stop their users and send their measurements
         measured = runner.environment.pushpull_measured
         deadline = time.monotonic() + WORKER_REPORT_S

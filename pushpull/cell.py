@@ -372,6 +372,12 @@ def run_cell(
             raise HarnessError(
                 f"Locust did not finish after the window: {locust.log_tail()}"
             ) from None
+        if (cell_dir / "workers-left.json").exists():
+            left = json.loads((cell_dir / "workers-left.json").read_text())["workers"]
+            raise HarnessError(
+                f"{len(left)} of {cell.loadgen_workers} Locust workers left during the cell "
+                f"({', '.join(left)}): their clients' deliveries are incomplete"
+            )
         merged = merge_process_files(
             wait_for_files(cell_dir, config.loadgen_processes(cell), locust)
         )
