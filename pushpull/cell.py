@@ -190,11 +190,13 @@ def tick_rate(cell: Cell) -> float:
 
 def workers_joined(log_path: Path, expected: int) -> str:
     """How many Locust workers had joined, from the master's log ("N of M connected")."""
-    try:
-        found = re.findall(r"(\d+) of (\d+) connected", log_path.read_text(errors="replace"))
+    try:  # "N workers connected" as each joins, "N of M connected" while the master waits
+        found = re.findall(
+            r"(\d+) (?:of \d+ |workers )connected", log_path.read_text(errors="replace")
+        )
     except OSError:
         found = []
-    return f"{found[-1][0]} of {expected}" if found else f"fewer than {expected}"
+    return f"{found[-1]} of {expected}" if found else f"0 of {expected}"
 
 
 def wait_for(path: Path, process: Managed, deadline_s: float, what: str, workers: int = 0) -> dict:

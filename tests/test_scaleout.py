@@ -59,12 +59,7 @@ def test_two_server_processes_on_redis_for_every_transport_family(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     run = run_dir_of(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
-    assert [c["transport"] for c in summary["cells"]] == [
-        "socketio",
-        "websocket",
-        "sse",
-        "longpoll",
-    ]
+    assert [c["transport"] for c in summary["cells"]] == ["socketio", "websocket", "sse"]
     for cell in summary["cells"]:
         name = cell["name"]
         assert cell["server_procs"] == 2 and cell["message_queue"] == REDIS_URL, name
@@ -151,7 +146,7 @@ def test_a_worker_that_never_joins_fails_the_cell_saying_how_many_did(tmp_path):
     try:
         result = pushpull(
             "bench", "--transports", "websocket", "--clients", "2", "--duration", "1",
-            "--loadgen-workers", "2", "--master-port", str(port), "--workers-wait", "7",
+            "--loadgen-workers", "2", "--master-port", str(port), "--workers-wait", "4",
             "--no-plot", "--out", str(tmp_path), timeout=120,
         )  # fmt: skip
     finally:
@@ -161,6 +156,46 @@ def test_a_worker_that_never_joins_fails_the_cell_saying_how_many_did(tmp_path):
     assert "1 of 2 Locust workers joined" in result.stderr, result.stderr
     failed = json.loads((run_dir_of(tmp_path) / "summary.json").read_text())["failed"]
     assert "1 of 2 Locust workers joined" in failed[0]["reason"]
+
+
+def test_a_worker_that_leaves_mid_cell_fails_that_cell_and_the_sweep_goes_on(tmp_path):
+    port = free_port()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pushpull.cli", "worker", "--master", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "pushpull.cli", "bench", "--transports", "websocket,sse",
+         "--clients", "4", "--duration", "6", "--grace", "0.5", "--loadgen-workers", "2",
+         "--master-port", str(port), "--workers-wait", "5", "--no-plot", "--out", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*/websocket-*/window.json")):
+            assert time.monotonic() < deadline and bench.poll() is None, (
+                "the first cell never began"
+            )
+            time.sleep(0.2)
+        time.sleep(1.5)  # inside the window
+        workers[0].kill()  # the worker's Locust process dies with it
+        out, err = bench.communicate(timeout=120)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(timeout=20)
+        if bench.poll() is None:
+            bench.kill()
+    assert bench.returncode == 1 and "Traceback" not in err, err
+    failed = json.loads((run_dir_of(tmp_path) / "summary.json").read_text())["failed"]
+    assert [f["transport"] for f in failed] == ["websocket", "sse"], "the sweep went on"
+    assert "1 of 2 Locust workers left during the cell" in failed[0]["reason"]
+    assert "1 of 2 Locust workers joined" in failed[1]["reason"]
 
 
 NO_STATS_SERVER = """
