@@ -6,6 +6,10 @@
     pushpull compare results/RUN_A results/RUN_B
     pushpull capacity --transports socketio,longpoll --slo-p99 250
     pushpull perf --transports socketio,sse --clients 1000
+    pushpull bench --transports socketio,sse --server-procs 1,2 --message-queue redis://127.0.0.1:6379/0
+    pushpull bench --loadgen-workers 2 --master-host 10.0.0.5   # + `pushpull worker --master 10.0.0.5` x2
+    pushpull bench --target http://10.0.0.7:5001 --transports socketio
+    pushpull demo --port 8000
     pushpull transports
 
 Bad input is one line naming the flag, what was wrong and what is allowed, with exit status 2.
