@@ -384,7 +384,9 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(server):
                 assert time.monotonic() < deadline, "the stalled client was never dropped"
                 seen += [e["seq"] for e in reader.receive(20, timeout=5)]
             seen += [e["seq"] for e in reader.receive(50, timeout=5)]
-            assert seen == list(range(reader.baseline + 1, reader.baseline + 1 + len(seen)))
+            # python-engineio's client hands each message to a thread of its own, so under load
+            # two may swap places: every event must be there, in any order
+            assert sorted(seen) == list(range(reader.baseline + 1, reader.baseline + 1 + len(seen)))
             status, stats = call(url + "/stats")
             assert stats["dropped_slow_clients"] == 1 and stats["rss_bytes"] < 300 * 2**20
         finally:
