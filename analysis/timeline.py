@@ -19,16 +19,39 @@ from analysis.style import color, label, rank, save_figure  # noqa: E402
 SHOWN_S = 4.0
 
 
-def load_timeline(run: Run, cell: dict) -> dict | None:
-    """The timeline of the first load-generator process of the cell that has one."""
+def load_timelines(run: Run, cell: dict) -> list[dict]:
+    """Every recorded client timeline of the cell, over its load-generator processes (files
+    of version 1 held one, under `timeline`)."""
+    found = []
     for path in sorted((run.path / cell["name"]).glob("loadgen-*.json")):
         try:
-            timeline = json.loads(path.read_text()).get("timeline")
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if timeline and timeline["events"]:
-            return timeline
-    return None
+        timelines = data.get("timelines") or ([data["timeline"]] if data.get("timeline") else [])
+        found += [t for t in timelines if t["events"]]
+    return found
+
+
+def ms(value_us: float) -> str:
+    return f"{value_us / 1000:.1f}" if value_us < 10_000 else f"{value_us / 1000:.0f}"
+
+
+def mean_wait_us(timeline: dict) -> float:
+    waits = [(t_recv - t_pub) / 1000 for _seq, t_pub, t_recv in timeline["events"]]
+    return sum(waits) / len(waits)
+
+
+def typical_timeline(run: Run, cell: dict) -> tuple[dict, int] | None:
+    """The recorded client whose mean wait is nearest the cell's median delivery latency (a
+    client drawn at random could be a lucky one: a short-poll client whose polls fall just
+    after each publish), and how many clients were recorded."""
+    timelines = load_timelines(run, cell)
+    median = cell["latency_us"]["p50"]
+    if not timelines or median is None:
+        return None
+    chosen = min(timelines, key=lambda t: abs(mean_wait_us(t) - median))
+    return chosen, len(timelines)
 
 
 def chosen_cells(run: Run) -> list[dict]:
@@ -43,12 +66,12 @@ def chosen_cells(run: Run) -> list[dict]:
 
 def plot_timeline(run: Run, out: Path) -> Path | None:
     rows = [
-        (cell, timeline) for cell in chosen_cells(run) if (timeline := load_timeline(run, cell))
+        (cell, *typical) for cell in chosen_cells(run) if (typical := typical_timeline(run, cell))
     ]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(11, 1.0 + 0.9 * len(rows)))
-    for y, (cell, timeline) in enumerate(reversed(rows)):
+    for y, (cell, timeline, _recorded) in enumerate(reversed(rows)):
         start = cell["window"]["start_ns"]
         hue = color(cell["transport"])
         answers = [(t_answered - start) / 1e9 for _t_sent, t_answered in timeline.get("polls", [])]
@@ -64,6 +87,7 @@ def plot_timeline(run: Run, out: Path) -> Path | None:
         name = label(cell["transport"]).replace(" (", "\n(")
         if cell["poll_interval"]:
             name += f"\nevery {cell['poll_interval']:g} s"
+        name += f"\nwait {ms(mean_wait_us(timeline))} ms (p50 {ms(cell['latency_us']['p50'])})"
         ax.text(
             -0.02, y, name, ha="right", va="center", fontsize=9, transform=ax.get_yaxis_transform()
         )
@@ -110,12 +134,16 @@ def plot_timeline(run: Run, out: Path) -> Path | None:
         fontsize=8.5,
         frameon=False,
     )
-    clients = ", ".join(sorted({str(c["clients"]) for c, _ in rows}))
+    clients = ", ".join(sorted({str(c["clients"]) for c, _, _ in rows}))
+    counts = sorted({r for _, _, r in rows})
+    recorded = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     fig.suptitle(
-        f"One client's view ({clients} clients connected): publish and arrival of each event\n{run.title_suffix()}",
+        f"A typical client's view ({clients} clients connected): publish and arrival of each "
+        f"event\nper transport, of {recorded} recorded clients the one whose mean wait is nearest "
+        f"the median delivery latency; {run.title_suffix()}",
         fontsize=10.5,
     )
-    fig.subplots_adjust(left=0.17, right=0.98, top=0.8, bottom=0.3 if len(rows) > 2 else 0.4)
+    fig.subplots_adjust(left=0.2, right=0.98, top=0.8, bottom=0.3 if len(rows) > 2 else 0.4)
     path = out / "timeline.png"
     save_figure(fig, path)
     plt.close(fig)

@@ -12,7 +12,7 @@ File format (`loadgen-<pid>.json`, one per load-generator process, version 1):
      "received", "duplicates", "reordered", "polls", "empty_polls", "sent", "errors",
      "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
      "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
-     "timeline": {"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]},
+     "timelines": [{"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]}, ...],
      "histograms": {"latency", "from_schedule", "warmup", "loop_lag"}}   # HdrHistogram, base64
 """
 
@@ -29,12 +29,13 @@ from hdrh.histogram import HdrHistogram
 
 from pushpull.manifest import cpu_model
 
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: `timelines` (several clients) replaces `timeline`
 HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 60_000_000
 HIST_DIGITS = 3
 HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag")
-TIMELINE_NS = 5_000_000_000  # the first client's events and polls in the window's first 5 s
+TIMELINE_NS = 5_000_000_000  # the timeline clients' events and polls in the window's first 5 s
+TIMELINE_CLIENTS = 16  # per process: enough to draw a typical client, not a lucky one
 
 
 def new_histogram() -> HdrHistogram:
@@ -113,10 +114,11 @@ class Window:
 class Tracker:
     """One client's view of the event stream: baseline, bitmap of seqs seen, counts."""
 
-    __slots__ = ("recorder", "base", "bits", "max_seq", "segment")
+    __slots__ = ("recorder", "base", "bits", "max_seq", "segment", "timeline")
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self.timeline: dict | None = None  # set for the clients whose timelines are kept
         self.base: int | None = None  # seqs are stored as bit (seq - base - 1)
         self.bits = bytearray()
         self.max_seq = 0
@@ -165,8 +167,8 @@ class Tracker:
             if seq > recorder.highest_seq:
                 recorder.highest_seq = seq
         latency_us = recorder.record_delivery(event, t_recv_ns)
-        if recorder.timeline_tracker is self:
-            recorder.note_event(event, t_recv_ns)
+        if self.timeline is not None:
+            recorder.note_event(self.timeline, event, t_recv_ns)
         return latency_us
 
 
@@ -193,17 +195,18 @@ class Recorder:
     clock_offset_ns: int = 0  # measured: server clock - this process's clock
     clock_uncertainty_ns: int | None = None  # half the round trip of the sample that set it
     clock_correction_ns: int = 0  # what is added to receive times (see set_clock)
-    timeline_tracker: Tracker | None = None  # this process's first client, for the timeline
-    timeline_events: list[list[int]] = field(default_factory=list)  # [seq, t_pub, t_recv]
-    timeline_polls: list[list[int]] = field(default_factory=list)  # [t_sent, t_answered]
+    # the first TIMELINE_CLIENTS clients' views of the window's first seconds, each
+    # {"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]}
+    timelines: list[dict] = field(default_factory=list)
     cpu_start: os.times_result | None = None
     cpu_end: os.times_result | None = None
     written: bool = False  # its measurements went out (file or message to the master)
 
     def tracker(self) -> Tracker:
         tracker = Tracker(self)
-        if self.timeline_tracker is None:
-            self.timeline_tracker = tracker
+        if len(self.timelines) < TIMELINE_CLIENTS:
+            tracker.timeline = {"events": [], "polls": []}
+            self.timelines.append(tracker.timeline)
         return tracker
 
     def server_now(self) -> int:
@@ -217,16 +220,16 @@ class Recorder:
         start = self.window.start_ns
         return start is not None and start <= t_ns <= start + TIMELINE_NS
 
-    def note_event(self, event: dict, t_recv_ns: int) -> None:
+    def note_event(self, timeline: dict, event: dict, t_recv_ns: int) -> None:
         if self.in_timeline(event["t_pub"]):
-            self.timeline_events.append(
+            timeline["events"].append(
                 [event["seq"], event["t_pub"], t_recv_ns + self.clock_correction_ns]
             )
 
     def note_poll(self, tracker: Tracker, t_sent_ns: int, t_answered_ns: int) -> None:
-        """A poll of the timeline's client (the others are ignored)."""
-        if tracker is self.timeline_tracker and self.in_timeline(t_answered_ns):
-            self.timeline_polls.append([t_sent_ns, t_answered_ns])
+        """A poll of a client whose timeline is kept (the others are ignored)."""
+        if tracker.timeline is not None and self.in_timeline(t_answered_ns):
+            tracker.timeline["polls"].append([t_sent_ns, t_answered_ns])
 
     def set_clock(self, offset_ns: int, uncertainty_ns: int) -> None:
         """Correct receive times by the measured offset only when it is larger than its own
@@ -299,7 +302,7 @@ class Recorder:
                 "correction_ns": self.clock_correction_ns,
             },
             "cpu": cpu,
-            "timeline": {"events": self.timeline_events, "polls": self.timeline_polls},
+            "timelines": [t for t in self.timelines if t["events"]],
             "histograms": {
                 name: hist.encode().decode("ascii") for name, hist in self.histograms.items()
             },
