@@ -1,0 +1,186 @@
+"""The rules that turn measurements into verdicts, on synthetic data with known answers: the
+client-bound rule at its thresholds, every stopping rule of the capacity search, the compare
+noise band (from repeats and from the defaults), and exact loss accounting. Pure logic, no
+processes: a wrong threshold or an off-by-one fails here in milliseconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analysis.compare import NOISE_BAND, compare_rows
+from analysis.results import Run
+from loadtests.recorder import Recorder, expected_deliveries
+from pushpull.capacity import CapacitySearch
+from pushpull.cell import (
+    CLIENT_BOUND_CPU_PERCENT,
+    CLIENT_BOUND_LOOP_LAG_US,
+    bound_reasons,
+    process_summary,
+)
+from pushpull.config import BenchConfig
+
+# --- the client-bound rule ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cpu, lag_us, bound",
+    [
+        (CLIENT_BOUND_CPU_PERCENT - 0.1, CLIENT_BOUND_LOOP_LAG_US - 1, False),
+        (CLIENT_BOUND_CPU_PERCENT, 0, True),  # the limits are inclusive
+        (0.0, CLIENT_BOUND_LOOP_LAG_US, True),
+        (None, None, False),  # nothing measured is not a saturated load generator
+    ],
+)
+def test_client_bound_rule_at_its_thresholds(cpu, lag_us, bound):
+    reasons = bound_reasons([cpu], {"p99": lag_us})
+    assert bool(reasons) is bound
+    if cpu is not None and cpu >= CLIENT_BOUND_CPU_PERCENT:
+        assert f"{cpu:.0f}% of a core" in reasons[0]
+
+
+def test_client_bound_is_judged_per_process_and_by_the_busiest():
+    assert bound_reasons([10.0, 85.0, None], {"p99": 100})  # one busy worker is enough
+    quiet = {"pid": 1, "cpu": {"user_s": 1.0, "system_s": 0.0, "wall_s": 10.0}, "loop_lag_p99_us": 500,
+             "clock": {"offset_ns": 2000, "uncertainty_ns": 4000, "correction_ns": 0}}  # fmt: skip
+    busy = {**quiet, "cpu": {"user_s": 8.5, "system_s": 0.5, "wall_s": 10.0}}
+    assert process_summary(quiet)["client_bound"] is False
+    assert process_summary(quiet)["cpu_percent"] == 10.0
+    assert process_summary(quiet)["clock_offset_us"] == 2.0
+    assert process_summary(busy)["client_bound"] is True
+    assert process_summary(busy)["cpu_percent"] == 90.0
+
+
+# --- capacity: every stopping rule ----------------------------------------------------------
+
+
+def step(clients: int, p99_ms: float | None = 100.0, transport: str = "socketio", **extra) -> dict:
+    return {"transport": transport, "clients": clients, "client_bound": False,
+            "client_bound_reasons": [], "errors": 0, "lost": 0, "expected": 100,
+            "latency_us": {"p99": None if p99_ms is None else p99_ms * 1000}, **extra}  # fmt: skip
+
+
+def search(*transports: str) -> CapacitySearch:
+    config = BenchConfig(clients=[100], transports=list(transports) or ["socketio"])
+    return CapacitySearch(config, slo_p99_ms=250, start=100, step=100, maximum=300)
+
+
+def run_search(search_: CapacitySearch, outcomes: list[dict]) -> list[tuple[str, int]]:
+    """Feed outcomes for the cells the search asks for; return what it asked, in order."""
+    asked, done = [], []
+    while (cell := search_.next_cell(done)) is not None:
+        asked.append((cell.transport, cell.clients))
+        outcome = outcomes.pop(0)
+        assert (outcome["transport"], outcome["clients"]) == asked[-1]
+        done.append(outcome)
+    return asked
+
+
+@pytest.mark.parametrize(
+    "failing, reason, lower_bound",
+    [
+        ({"latency_us": {"p99": 300_000}}, "p99 300 ms is over the 250 ms limit", False),
+        ({"lost": 3}, "3 of 100 deliveries lost", False),
+        ({"errors": 2}, "2 errors", False),
+        ({"client_bound": True, "client_bound_reasons": ["x"]}, "load generator saturated", True),
+        ({"latency_us": {"p99": None}}, "nothing was delivered", False),
+    ],
+)
+def test_capacity_stops_at_the_first_failing_step(failing, reason, lower_bound):
+    s = search()
+    asked = run_search(s, [step(100), {**step(200), **failing}])
+    assert asked == [("socketio", 100), ("socketio", 200)]
+    result = s.results["socketio"]
+    assert result["capacity"] == 100 and result["stopped_at"] == 200
+    assert reason in result["reason"] and result["lower_bound"] is lower_bound
+
+
+def test_capacity_with_a_failing_first_step_is_none_and_goes_on():
+    s = search("socketio", "longpoll")
+    asked = run_search(
+        s, [step(100, 400.0), step(100, transport="longpoll"), step(200, transport="longpoll"),
+            step(300, transport="longpoll")],
+    )  # fmt: skip
+    assert asked == [("socketio", 100), ("longpoll", 100), ("longpoll", 200), ("longpoll", 300)]
+    assert s.results["socketio"]["capacity"] is None and s.results["socketio"]["stopped_at"] == 100
+    assert "below 100 clients" in s.report()
+    # reaching --max within the limit is a lower bound, said so
+    assert s.results["longpoll"]["capacity"] == 300 and s.results["longpoll"]["lower_bound"]
+    assert "reached --max 300" in s.results["longpoll"]["reason"]
+
+
+def test_a_failed_cell_stops_that_transport_only():
+    s = search("socketio", "sse")
+    cell = s.next_cell([])
+    s.failed(cell, "server exited")
+    assert s.next_cell([]).transport == "sse"
+    assert "the cell failed: server exited" in s.results["socketio"]["reason"]
+
+
+# --- the compare noise band -----------------------------------------------------------------
+
+
+def cell(p50_us: int, repeat: int = 1, **extra) -> dict:
+    return {"transport": "socketio", "clients": 10, "rate": 2.0, "poll_interval": None,
+            "client": None, "loadgen_procs": 1, "payload_bytes": 0, "scenario": "broadcast",
+            "repeat": repeat, "latency_us": {"p50": p50_us, "p99": 2 * p50_us},
+            "server_cpu_us_per_delivery": 50.0, "bytes_per_delivery": 100.0,
+            "requests_per_delivery": None, **extra}  # fmt: skip
+
+
+def run_of(*cells: dict) -> Run:
+    return Run(Path("."), {}, {"cells": list(cells)})
+
+
+@pytest.mark.parametrize(
+    "ratio, noise",
+    [(1.0 + NOISE_BAND["p50"] - 0.01, True), (1.0 + NOISE_BAND["p50"] + 0.01, False),
+     (1 / (1 + NOISE_BAND["p50"]) + 0.01, True), (1 / (1 + NOISE_BAND["p50"]) - 0.01, False)],
+)  # fmt: skip
+def test_compare_band_from_the_defaults(ratio, noise):
+    (row,) = compare_rows(run_of(cell(10_000)), run_of(cell(round(10_000 * ratio))))
+    p50 = row["figures"]["p50"]
+    assert p50["band_source"] == "default" and p50["noise"] is noise
+
+
+def test_compare_band_from_repeats():
+    a = run_of(cell(10_000, 1), cell(11_000, 2), cell(10_500, 3))  # spread 10%
+    inside, outside = run_of(cell(10_900)), run_of(cell(12_000))
+    (row,) = compare_rows(a, inside)
+    assert row["figures"]["p50"]["band_source"] == "repeats"
+    assert row["figures"]["p50"]["band"] == pytest.approx(0.1)
+    assert row["figures"]["p50"]["noise"] is True
+    (row,) = compare_rows(a, outside)
+    assert row["figures"]["p50"]["noise"] is False  # 1.14x with a 10% band: a real change
+
+
+# --- loss accounting ------------------------------------------------------------------------
+
+
+def test_a_client_that_misses_known_events_is_counted_exactly():
+    """Three clients; one never gets seqs 13 and 17, one joins late, one leaves early: lost is
+    exactly the events owed and not received."""
+    recorder = Recorder(transport="websocket")
+    recorder.window.start_ns, recorder.window.end_ns = 0, 10**19
+    trackers = [recorder.tracker() for _ in range(3)]
+    trackers[0].joined(10)
+    trackers[1].joined(10)
+    trackers[2].joined(14)  # joins late: owed 15..20
+
+    def event(seq):
+        return {"seq": seq, "t_pub": 10**18 + seq, "t_sched": 10**18 + seq, "kind": "tick"}
+
+    for seq in range(11, 21):
+        if seq not in (13, 17):
+            trackers[0].deliver(event(seq), 10**18 + seq + 1000)
+        if seq <= 15:
+            trackers[1].deliver(event(seq), 10**18 + seq + 1000)
+        if seq > 14:
+            trackers[2].deliver(event(seq), 10**18 + seq + 1000)
+        if seq == 15:
+            trackers[1].left()  # leaves after 15: owed 11..15
+    expected = expected_deliveries(recorder.segments, 11, 20)
+    assert expected == 10 + 5 + 6
+    assert recorder.received == 8 + 5 + 6
+    assert expected - recorder.received == 2, "exactly the two events client 0 missed"
