@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
+from pushpull.cputime import cpu_seconds
 from pushpull.manifest import cpu_model
 
 FILE_VERSION = 2  # 2: `timelines` (several clients) replaces `timeline`
@@ -201,6 +202,8 @@ class Recorder:
     cpu_start: os.times_result | None = None
     cpu_end: os.times_result | None = None
     written: bool = False  # its measurements went out (file or message to the master)
+    task_cpu_start: tuple[float, str] | None = None  # (cpu_seconds(), source) at the edges
+    task_cpu_end: tuple[float, str] | None = None
 
     def tracker(self) -> Tracker:
         tracker = Tracker(self)
@@ -264,18 +267,23 @@ class Recorder:
 
     def window_started(self) -> None:
         self.cpu_start = os.times()
+        self.task_cpu_start = cpu_seconds()
         self.clients_at_window_start = self.clients
 
     def window_ended(self) -> None:
         self.cpu_end = os.times()
+        self.task_cpu_end = cpu_seconds()
 
     def to_dict(self) -> dict:
         cpu = None
         if self.cpu_start is not None and self.cpu_end is not None:
+            (start, source), (end, _) = self.task_cpu_start, self.task_cpu_end
             cpu = {
                 "user_s": self.cpu_end.user - self.cpu_start.user,
                 "system_s": self.cpu_end.system - self.cpu_start.system,
                 "wall_s": self.cpu_end.elapsed - self.cpu_start.elapsed,
+                "total_s": end - start,  # every thread, by the scheduler's ns accounting
+                "source": source,
             }
         return {
             "version": FILE_VERSION,

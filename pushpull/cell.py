@@ -22,6 +22,7 @@ import psutil
 
 from loadtests.recorder import HISTOGRAMS, expected_deliveries, merge_process_files
 from pushpull.config import BenchConfig, Cell
+from pushpull.cputime import cpu_seconds
 from pushpull.manifest import PROJECT_ROOT, write_json
 from pushpull.mq import QueueUnavailable, Redis, redacted
 from pushpull.procs import HarnessError, Managed, get_json, output_error, start_server
@@ -42,6 +43,7 @@ class Snapshot:
     cpu_s: float
     rss_bytes: int
     queue_cpu_s: float | None = None
+    cpu_source: str | None = None  # schedstat (ns), ticks (10 ms), or the target's /stats
 
     def total(self, key: str) -> int:
         return sum(stats[key] for stats in self.stats)
@@ -57,13 +59,16 @@ def snapshot(
     if processes is None:  # a target: its own report of itself, if it gives one
         cpu_s = sum(s["cpu_user_s"] + s.get("cpu_system_s", 0.0) for s in stats) if stats else None
         rss = sum(s["rss_bytes"] for s in stats) if stats else None
+        source = "the target's /stats" if stats else None
     else:
         cpu_s = rss = 0
+        source = None
         for process in processes:
-            times = process.cpu_times()
-            cpu_s += times.user + times.system
+            seconds, source = cpu_seconds(process.pid)
+            cpu_s += seconds
             rss += process.memory_info().rss
-    return Snapshot(t_ns, stats, cpu_s, rss, None if redis is None else redis.cpu_s())
+    queue_cpu_s = None if redis is None else redis.cpu_s()
+    return Snapshot(t_ns, stats, cpu_s, rss, queue_cpu_s, source)
 
 
 def check_target(cell: Cell, cell_dir: Path, url: str) -> dict[str, str]:
@@ -439,11 +444,17 @@ CLIENT_BOUND_CPU_PERCENT = 80.0  # any Locust process above this share of one co
 CLIENT_BOUND_LOOP_LAG_US = 10_000  # or its 10 ms sleeps woke this late at p99
 
 
+def process_cpu_s(cpu: dict) -> float:
+    """A load-generator process's CPU seconds in the window: nanosecond accounting when it
+    has it (total_s), else user + system ticks."""
+    return cpu["total_s"] if cpu.get("total_s") is not None else cpu["user_s"] + cpu["system_s"]
+
+
 def process_cpu_percent(process: dict) -> float | None:
     cpu = process["cpu"]
     if not cpu or cpu["wall_s"] <= 0:
         return None
-    return round(100 * (cpu["user_s"] + cpu["system_s"]) / cpu["wall_s"], 1)
+    return round(100 * process_cpu_s(cpu) / cpu["wall_s"], 1)
 
 
 def bound_reasons(per_process: list[float | None], loop_lag: dict) -> list[str]:
@@ -530,9 +541,7 @@ def summarize(
     bytes_out = end.total("bytes_written") - start.total("bytes_written") if stats else None
     bytes_in = end.total("bytes_read") - start.total("bytes_read") if stats else None
     per_process = [process_cpu_percent(p) for p in merged["processes"]]
-    loadgen_cpu_s = sum(
-        p["cpu"]["user_s"] + p["cpu"]["system_s"] for p in merged["processes"] if p["cpu"]
-    )
+    loadgen_cpu_s = sum(process_cpu_s(p["cpu"]) for p in merged["processes"] if p["cpu"])
     loop_lag = latency_summary(merged["histograms"]["loop_lag"])
     polls = merged["polls"]
     lags = sorted(published["publisher_lag_us"]) if published is not None else []
@@ -591,6 +600,7 @@ def summarize(
         client_bound=bool(bound_reasons(per_process, loop_lag)),
         client_bound_reasons=bound_reasons(per_process, loop_lag),
         clock_offset_us=clock,
+        server_cpu_source=end.cpu_source,
         server_procs=cell.server_procs,
         message_queue=None if cell.message_queue is None else redacted(cell.message_queue),
         queue=queue,

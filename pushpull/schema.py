@@ -85,6 +85,7 @@ class CellSummary:
     client_bound_reasons: list[str]
     clock_offset_us: ClockOffset
     publisher_lag_us: Tail
+    server_cpu_source: str | None = None  # schedstat (ns), ticks (10 ms) or the target's /stats
     loadgen_workers: int = 0  # Locust workers that joined from elsewhere (schema 3)
     loadgen_processes: list[dict] | None = None  # each: host, cores, CPU, clock offset, bound
     server_procs: int = 1  # server processes sharing one event stream (schema 3)
