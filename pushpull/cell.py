@@ -50,11 +50,20 @@ class Snapshot:
 
 
 def snapshot(
-    urls: list[str], processes: list[psutil.Process] | None, redis: Redis | None
+    urls: list[str],
+    processes: list[psutil.Process] | None,
+    redis: Redis | None,
+    stats_last: bool = False,
 ) -> Snapshot:
     """Counters from each server's /stats (no URLs: the target has none); CPU and memory from
-    the kernel for processes the harness started, else (None) from what /stats reports."""
+    the kernel for processes the harness started, else (None) from what /stats reports. /stats
+    is read before the CPU (at an interval's start) or, with `stats_last`, after it (at its end),
+    so the harness's own requests fall outside the measured interval."""
     t_ns = time.time_ns()
+    if processes is not None and stats_last:
+        taken = snapshot([], processes, redis)
+        taken.stats = [get_json(url + "/stats") for url in urls]
+        return taken
     stats = [get_json(url + "/stats") for url in urls]
     if processes is None:  # a target: its own report of itself, if it gives one
         cpu_s = sum(s["cpu_user_s"] + s.get("cpu_system_s", 0.0) for s in stats) if stats else None
@@ -342,6 +351,10 @@ def run_cell(
             url, stats_urls = urls[0], urls
             processes = [psutil.Process(server.pid) for server in servers]
         idle = snapshot(stats_urls, processes, redis)
+        # The server's idle cost (publisher, hub, /stats reads; no clients), at the same rate
+        # and placement, before Locust starts: CPU is counted in ns, so half a second will do.
+        time.sleep(IDLE_BASELINE_S)
+        idle_end = snapshot([], processes, redis)  # no /stats read inside the idle interval
         spawn_s = cell.clients / config.spawn_rate
         spawn_deadline = 30 + spawn_s * 3 + (config.workers_wait_s if cell.loadgen_workers else 0)
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
@@ -366,7 +379,7 @@ def run_cell(
         sleep_until(
             window["end_ns"], lambda left: tick("measuring", left), locust, servers, "window"
         )
-        end = snapshot(stats_urls, processes, redis)
+        end = snapshot(stats_urls, processes, redis, stats_last=True)
         published = None
         if "published" not in unavailable:
             published = get_json(
@@ -432,7 +445,7 @@ def run_cell(
     queue = None if redis is None else {"redis_version": redis.version}
     shared = [] if config.target else contention(cell, cpus)
     summary = summarize(
-        config, cell, window, merged, published, idle, start, end, queue, unavailable
+        config, cell, window, merged, published, idle, start, end, queue, unavailable, idle_end
     )
     summary["contention"] = shared
     write_json(cell_dir / "summary.json", summary)
@@ -442,6 +455,21 @@ def run_cell(
 # A point where the load generator is saturated measures the client, not the server.
 CLIENT_BOUND_CPU_PERCENT = 80.0  # any Locust process above this share of one core
 CLIENT_BOUND_LOOP_LAG_US = 10_000  # or its 10 ms sleeps woke this late at p99
+
+
+IDLE_BASELINE_S = 0.5
+
+
+def idle_cpu_share(before: Snapshot, after: Snapshot | None) -> float | None:
+    """The server side's CPU seconds per second with no client connected (between two
+    snapshots taken before Locust starts; the first reads /stats before the CPU, the second
+    reads no /stats, so no request of the harness falls inside), or None if not measured."""
+    if after is None or before.cpu_s is None or after.cpu_s is None or after.t_ns <= before.t_ns:
+        return None
+    used = after.cpu_s - before.cpu_s
+    if after.queue_cpu_s is not None and before.queue_cpu_s is not None:
+        used += after.queue_cpu_s - before.queue_cpu_s
+    return used / ((after.t_ns - before.t_ns) / 1e9)
 
 
 def process_cpu_s(cpu: dict) -> float:
@@ -520,6 +548,7 @@ def summarize(
     end: Snapshot,
     queue: dict | None = None,
     unavailable: dict[str, str] | None = None,
+    idle_end: Snapshot | None = None,
 ) -> dict:
     """The cell's figures; those in `unavailable` (a target's missing endpoints) are null."""
     unavailable = unavailable or {}
@@ -537,6 +566,10 @@ def summarize(
     if end.cpu_s is not None and start.cpu_s is not None:  # the queue's CPU is the server's
         server_cpu_s = end.cpu_s - start.cpu_s + (queue_cpu_s or 0.0)
     stats = bool(end.stats)
+    idle_cpu = idle_cpu_share(idle, idle_end)  # CPU seconds per second with no clients
+    marginal_cpu_s = None
+    if idle_cpu is not None and server_cpu_s is not None:
+        marginal_cpu_s = max(0.0, server_cpu_s - idle_cpu * wall_s)
     requests = end.total("requests") - start.total("requests") if stats else None
     bytes_out = end.total("bytes_written") - start.total("bytes_written") if stats else None
     bytes_in = end.total("bytes_read") - start.total("bytes_read") if stats else None
@@ -601,6 +634,8 @@ def summarize(
         client_bound_reasons=bound_reasons(per_process, loop_lag),
         clock_offset_us=clock,
         server_cpu_source=end.cpu_source,
+        server_idle_cpu_percent=None if idle_cpu is None else round(100 * idle_cpu, 2),
+        server_marginal_cpu_us_per_delivery=per(marginal_cpu_s, received, 1e6),
         server_procs=cell.server_procs,
         message_queue=None if cell.message_queue is None else redacted(cell.message_queue),
         queue=queue,

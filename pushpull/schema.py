@@ -86,6 +86,8 @@ class CellSummary:
     clock_offset_us: ClockOffset
     publisher_lag_us: Tail
     server_cpu_source: str | None = None  # schedstat (ns), ticks (10 ms) or the target's /stats
+    server_idle_cpu_percent: float | None = None  # with no client, same rate and placement
+    server_marginal_cpu_us_per_delivery: float | None = None  # idle baseline subtracted
     loadgen_workers: int = 0  # Locust workers that joined from elsewhere (schema 3)
     loadgen_processes: list[dict] | None = None  # each: host, cores, CPU, clock offset, bound
     server_procs: int = 1  # server processes sharing one event stream (schema 3)
