@@ -351,10 +351,13 @@ def run_cell(
             url, stats_urls = urls[0], urls
             processes = [psutil.Process(server.pid) for server in servers]
         idle = snapshot(stats_urls, processes, redis)
-        # The server's idle cost (publisher, hub, /stats reads; no clients), at the same rate
-        # and placement, before Locust starts: CPU is counted in ns, so half a second will do.
+        # The server's idle cost (publisher, hub; no clients), at the same rate and placement,
+        # before Locust starts: CPU is counted in ns, so half a second will do. It starts a
+        # moment after the verify step's probes have gone, and no /stats read falls inside.
+        time.sleep(IDLE_SETTLE_S)
+        idle_start = snapshot([], processes, redis)
         time.sleep(IDLE_BASELINE_S)
-        idle_end = snapshot([], processes, redis)  # no /stats read inside the idle interval
+        idle_end = snapshot([], processes, redis)
         spawn_s = cell.clients / config.spawn_rate
         spawn_deadline = 30 + spawn_s * 3 + (config.workers_wait_s if cell.loadgen_workers else 0)
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
@@ -445,8 +448,9 @@ def run_cell(
     queue = None if redis is None else {"redis_version": redis.version}
     shared = [] if config.target else contention(cell, cpus)
     summary = summarize(
-        config, cell, window, merged, published, idle, start, end, queue, unavailable, idle_end
-    )
+        config, cell, window, merged, published, idle, start, end, queue, unavailable,
+        idle_start, idle_end,
+    )  # fmt: skip
     summary["contention"] = shared
     write_json(cell_dir / "summary.json", summary)
     return summary
@@ -458,13 +462,20 @@ CLIENT_BOUND_LOOP_LAG_US = 10_000  # or its 10 ms sleeps woke this late at p99
 
 
 IDLE_BASELINE_S = 0.5
+IDLE_SETTLE_S = 0.3  # after the verify probes closed
 
 
-def idle_cpu_share(before: Snapshot, after: Snapshot | None) -> float | None:
+def idle_cpu_share(before: Snapshot | None, after: Snapshot | None) -> float | None:
     """The server side's CPU seconds per second with no client connected (between two
     snapshots taken before Locust starts; the first reads /stats before the CPU, the second
     reads no /stats, so no request of the harness falls inside), or None if not measured."""
-    if after is None or before.cpu_s is None or after.cpu_s is None or after.t_ns <= before.t_ns:
+    if (
+        before is None
+        or after is None
+        or before.cpu_s is None
+        or after.cpu_s is None
+        or after.t_ns <= before.t_ns
+    ):
         return None
     used = after.cpu_s - before.cpu_s
     if after.queue_cpu_s is not None and before.queue_cpu_s is not None:
@@ -548,6 +559,7 @@ def summarize(
     end: Snapshot,
     queue: dict | None = None,
     unavailable: dict[str, str] | None = None,
+    idle_start: Snapshot | None = None,
     idle_end: Snapshot | None = None,
 ) -> dict:
     """The cell's figures; those in `unavailable` (a target's missing endpoints) are null."""
@@ -566,7 +578,7 @@ def summarize(
     if end.cpu_s is not None and start.cpu_s is not None:  # the queue's CPU is the server's
         server_cpu_s = end.cpu_s - start.cpu_s + (queue_cpu_s or 0.0)
     stats = bool(end.stats)
-    idle_cpu = idle_cpu_share(idle, idle_end)  # CPU seconds per second with no clients
+    idle_cpu = idle_cpu_share(idle_start, idle_end)  # CPU seconds per second, no clients
     marginal_cpu_s = None
     if idle_cpu is not None and server_cpu_s is not None:
         marginal_cpu_s = max(0.0, server_cpu_s - idle_cpu * wall_s)

@@ -184,3 +184,30 @@ def test_a_client_that_misses_known_events_is_counted_exactly():
     assert expected == 10 + 5 + 6
     assert recorder.received == 8 + 5 + 6
     assert expected - recorder.received == 2, "exactly the two events client 0 missed"
+
+
+# --- CPU: the idle baseline and the process's precise time ---------------------------------
+
+
+def test_idle_baseline_and_marginal_cpu():
+    from pushpull.cell import Snapshot, idle_cpu_share, process_cpu_s
+
+    before = Snapshot(t_ns=0, stats=[], cpu_s=1.000, rss_bytes=0, queue_cpu_s=2.0)
+    after = Snapshot(t_ns=500_000_000, stats=[], cpu_s=1.002, rss_bytes=0, queue_cpu_s=2.0005)
+    assert idle_cpu_share(before, after) == pytest.approx(0.005)  # 2.5 ms in 0.5 s, Redis's too
+    assert idle_cpu_share(before, None) is None
+    assert idle_cpu_share(before, Snapshot(0, [], None, 0)) is None  # a target without /stats
+    # the nanosecond total wins over the ticks when the process has it
+    assert process_cpu_s({"user_s": 0.02, "system_s": 0.0, "total_s": 0.034}) == 0.034
+    assert process_cpu_s({"user_s": 0.02, "system_s": 0.01}) == pytest.approx(0.03)
+
+
+def test_cpu_seconds_counts_this_process_in_nanoseconds():
+    from pushpull.cputime import cpu_seconds
+
+    first, source = cpu_seconds()
+    sum(i * i for i in range(200_000))  # some work
+    second, _ = cpu_seconds()
+    assert second > first
+    if source == "schedstat":  # not a multiple of a 10 ms tick
+        assert round((second - first) * 100, 6) != round((second - first) * 100)
