@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pushpull import transports
+from pushpull import procs, transports
 from pushpull.procs import HarnessError, Managed, wait_for_announce, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,21 +80,10 @@ def panes() -> str:
 
 
 def server_command(host: str, port: int, rate: float) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "servers.demo",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--rate",
-        f"{rate:g}",
-        "--transports",
-        panes(),
-        "--socketio-client",
-        str(SOCKETIO_CLIENT),
-    ]
+    return procs.server_command(
+        "servers.demo", host, port, rate,
+        "--transports", panes(), "--socketio-client", str(SOCKETIO_CLIENT),
+    )  # fmt: skip
 
 
 def loopback(host: str) -> bool:

@@ -101,6 +101,22 @@ class Managed:
             pass
 
 
+def server_command(module: str, host: str, port: int, rate: float, *extra: str) -> list[str]:
+    """`python -m servers.<name>` with the arguments every server takes (docs/protocol.md)."""
+    return [
+        sys.executable,
+        "-m",
+        module,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--rate",
+        f"{rate:g}",
+        *extra,
+    ]
+
+
 def start_server(
     module: str,
     host: str,
@@ -115,20 +131,8 @@ def start_server(
 ) -> tuple[Managed, str]:
     """Start a server module, wait for its announce line and for /healthz to name its own pid.
     Returns the process and its base URL."""
-    command = [
-        sys.executable,
-        "-m",
-        module,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--rate",
-        f"{rate:g}",
-        "--payload-bytes",
-        str(payload_bytes),
-        *(extra or []),
-    ]
+    command = server_command(module, host, port, rate, "--payload-bytes", str(payload_bytes))
+    command += extra or []
     server = Managed(module, command, cell_dir / log_name, cpus)
     try:
         announce = wait_for_announce(server, deadline_s)
