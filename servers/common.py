@@ -28,7 +28,7 @@ from gevent import pywsgi
 from gevent import socket as gsocket
 from werkzeug.exceptions import HTTPException
 
-from servers.queue import Queue, QueueError, StreamBus, event_tail, make_event
+from servers.queue import Queue, QueueError, StreamBus, event_text, log_schedule, make_event
 
 MAX_BODY_BYTES = 64 * 1024
 SLOW_CLIENT_BYTES = (
@@ -163,8 +163,7 @@ class EventLog:
         seq, t_pub = self.last_seq + 1, time.time_ns()
         event = make_event(seq, t_pub, kind, data, t_sched)
         # the same text json.dumps(event, separators=(",", ":")) gives, data encoded once
-        text = f'{{"seq":{seq}' + event_tail(t_pub, event["t_sched"], kind, data_json)
-        self.apply(seq, t_pub, -1 if t_sched is None or kind != "tick" else t_sched, text, event)
+        self.apply(seq, t_pub, log_schedule(event), event_text(event, data_json), event)
         return event
 
     def apply(

@@ -33,7 +33,7 @@ from servers.common import (
     origin_allowed,
     strict_json,
 )
-from servers.queue import Queue, event_tail, make_event
+from servers.queue import Queue, event_text, log_schedule, make_event
 
 NAME = "push"
 
@@ -129,13 +129,8 @@ class EventLogRedisManager(socketio.RedisManager):
         data = message.get("data")
         if message.get("event") == "response" and message.get("room") is None and data:
             event = data[0]
-            tick = event["kind"] == "tick"
-            text = f'{{"seq":{event["seq"]}' + event_tail(
-                event["t_pub"], event["t_sched"], event["kind"], strict_json(event["data"])
-            )
-            self.log.apply(
-                event["seq"], event["t_pub"], event["t_sched"] if tick else -1, text, event
-            )
+            text = event_text(event, strict_json(event["data"]))
+            self.log.apply(event["seq"], event["t_pub"], log_schedule(event), text, event)
             self.counters.events_sent += self.counters.clients
         super()._handle_emit(message)
 

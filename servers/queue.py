@@ -150,6 +150,17 @@ def make_event(seq: int, t_pub: int, kind: str, data: dict, t_sched: int | None)
     return {"seq": seq, "t_pub": t_pub, "t_sched": t_sched, "kind": kind, "data": data}
 
 
+def event_text(event: dict, data_json: str) -> str:
+    """An event's JSON exactly as clients receive it, its data encoded once by the caller."""
+    tail = event_tail(event["t_pub"], event["t_sched"], event["kind"], data_json)
+    return f'{{"seq":{event["seq"]}' + tail
+
+
+def log_schedule(event: dict) -> int:
+    """What /published keeps as an event's schedule: a tick's t_sched, -1 for a chat message."""
+    return event["t_sched"] if event["kind"] == "tick" else -1
+
+
 def event_tail(t_pub: int, t_sched: int, kind: str, data_json: str) -> str:
     """An event's JSON after `{"seq":N` (so the seq can be filled in where it is taken)."""
     return f',"t_pub":{t_pub},"t_sched":{t_sched},"kind":{json.dumps(kind)},"data":{data_json}}}'
@@ -169,12 +180,11 @@ class StreamBus:
 
     def publish(self, kind: str, data: dict, t_sched: int | None, data_json: str) -> dict:
         event = make_event(0, time.time_ns(), kind, data, t_sched)
-        log_sched = -1 if t_sched is None or kind != "tick" else t_sched
         tail = event_tail(event["t_pub"], event["t_sched"], kind, data_json)
         event["seq"] = int(
             self._append(
                 keys=[self.queue.seq_key, self.queue.stream_key],
-                args=[tail, self.retained, event["t_pub"], log_sched],
+                args=[tail, self.retained, event["t_pub"], log_schedule(event)],
             )
         )
         return event
