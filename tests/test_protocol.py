@@ -408,3 +408,48 @@ def test_a_stalled_sse_stream_is_dropped_and_long_poll_answers_are_bounded():
             assert call(url + "/healthz")[0] == 200
         finally:
             stalled.close()
+
+
+def test_the_websocket_probe_takes_a_welcome_that_came_with_the_101():
+    """A server that writes its welcome frame right behind the 101, in one TCP segment: the
+    probe must see the welcome at once (simple-websocket's handshake left it in the buffer until
+    more bytes came, so a server with no ticks failed the verify step one connect in ~12)."""
+    import base64
+    import hashlib
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += conn.recv(4096)
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        accept = base64.b64encode(
+            hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        )
+        welcome = json.dumps({"type": "welcome", "last_seq": 7, "pid": 1}).encode()
+        conn.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            + bytes([0x81, len(welcome)]) + welcome
+        )
+        conn.recv(4096)  # until the probe closes
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        probe = WebSocketProbe(f"http://127.0.0.1:{port}")
+        assert probe.baseline == 7
+        probe.close()
+    finally:
+        listener.close()
+        thread.join(5)
