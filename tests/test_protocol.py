@@ -438,8 +438,7 @@ def test_the_websocket_probe_takes_a_welcome_that_came_with_the_101():
         welcome = json.dumps({"type": "welcome", "last_seq": 7, "pid": 1}).encode()
         conn.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            + bytes([0x81, len(welcome)]) + welcome
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, len(welcome)]) + welcome
         )
         conn.recv(4096)  # until the probe closes
         conn.close()
