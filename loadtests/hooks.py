@@ -76,6 +76,21 @@ def add_arguments(parser) -> None:
         "--drain", type=float, default=1.0, help="seconds after the window before quitting (1)"
     )
     parser.add_argument(
+        "--churn-every",
+        type=float,
+        default=0.0,
+        help="mean seconds between one client's disconnects (exponential), 0 = no churn",
+    )
+    parser.add_argument(
+        "--churn-downtime", type=float, default=1.0, help="seconds a client stays away (1)"
+    )
+    parser.add_argument(
+        "--resume",
+        choices=("off", "on"),
+        default="off",
+        help="push clients ask the server to replay what they missed when they come back",
+    )
+    parser.add_argument(
         "--server-urls",
         default="",
         help="several server processes of one stream (comma-separated URLs): clients are spread "
@@ -98,6 +113,11 @@ def on_init(environment, runner, **_kwargs) -> None:
             f"(allowed: {', '.join(spec.clients)})"
         )
     chosen = transports.resolve(spec.client_path(options.client))
+    if options.churn_every > 0 and not getattr(chosen, "supports_churn", False):
+        raise SystemExit(
+            f"locust: --churn-every: the {options.client} client of {spec.name} cannot churn "
+            "(use the lean client)"
+        )
     if isinstance(runner, WorkerRunner) and not options.user_classes:
         # A worker learns the transport, client and options from the master's first spawn
         # message, after init: it offers every user class; the master names the one to run.

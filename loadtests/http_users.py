@@ -12,7 +12,7 @@ import random
 import time
 
 from loadtests.leanhttp import LeanHTTP, ReactorHTTP, ReactorSSE
-from loadtests.users import ReactorUser
+from loadtests.users import ReactorUser, wait_until_joined
 
 GOLDEN_RATIO = 0.6180339887498949
 
@@ -44,16 +44,18 @@ class SSEUser(PostingUser):
         super().connect()
         self.client = ReactorSSE(self.host, self.environment.pushpull_reactor, self.on_sse)
         self.start_connection()
-        deadline = time.monotonic() + 30
-        while self.tracker.base is None:  # connected once the welcome arrived
-            if self.client.closed.is_set():
-                raise ConnectionError("GET /stream ended before its welcome")
-            if time.monotonic() > deadline:
-                raise ConnectionError("no welcome on GET /stream within 30 s")
-            self.client.closed.wait(0.01)
+        wait_until_joined(self.tracker, self.client.closed, "GET /stream")
 
     def start_connection(self) -> None:
         self.client.start()
+
+    def leave(self) -> None:
+        self.client.close()
+
+    def rejoin(self) -> None:
+        """A new stream with Last-Event-ID: the server replays what was missed."""
+        self.client.start()
+        wait_until_joined(self.tracker, self.client.closed, "GET /stream")
 
     def connection_closed(self):
         return self.client.closed
@@ -85,6 +87,7 @@ class PollingUser(PostingUser):
         if status != 200:
             raise ConnectionError(f"GET /events answered HTTP {status}")
         self.cursor = json.loads(body)["last_seq"]
+        self.generation = 0
         self.tracker.joined(self.cursor)
         self.count_poll = self.environment.pushpull_stats.adder("GET", self.poll_name)
         self.poller = ReactorHTTP(self.host, self.environment.pushpull_reactor, self.on_answer)
@@ -97,9 +100,21 @@ class PollingUser(PostingUser):
     def connection_closed(self):
         return self.poller.closed
 
-    def poll_now(self) -> None:
+    def poll_now(self, hold_s: float | None = None) -> None:
         self.sent = time.time_ns()
-        self.poller.send("GET", f"/events?after={self.cursor}&timeout={self.hold_s:g}")
+        hold = self.hold_s if hold_s is None else hold_s
+        self.poller.send("GET", f"/events?after={self.cursor}&timeout={hold:g}")
+
+    def leave(self) -> None:
+        self.generation += 1  # polls scheduled before leaving are not sent
+        self.poller.close()
+
+    def rejoin(self) -> None:
+        """Back online: one poll at once (no hold) after the cursor returns what was missed and
+        the server's newest seq; polling then goes on as before."""
+        self.poller.start()
+        self.poll_now(hold_s=0)
+        wait_until_joined(self.tracker, self.poller.closed, "GET /events")
 
     def on_answer(self, status: int, raw: bytes, t_recv: int) -> None:
         """An answer, on the reactor's greenlet: deliver its events, then poll again."""
@@ -108,8 +123,11 @@ class PollingUser(PostingUser):
         recorder.note_poll(self.tracker, self.sent, t_recv)
         delivered = 0
         if status == 200:
-            events = json.loads(raw)["events"]
+            answer = json.loads(raw)
+            events = answer["events"]
             tracker = self.tracker
+            if tracker.segment is None:  # the first answer after a churn reconnect
+                tracker.back(answer["last_seq"], t_recv)
             for event in events:
                 latency_us = tracker.deliver(event, t_recv)
                 if latency_us is not None:
@@ -162,10 +180,22 @@ class ShortPollUser(PollingUser):
 
     def start_connection(self) -> None:
         self.poller.start()
-        self.environment.pushpull_reactor.call_at(self.next_ns, self.scheduled_poll)
+        self.schedule()
 
-    def scheduled_poll(self) -> None:
-        if self.poller.closed.is_set():
+    def schedule(self) -> None:
+        generation = self.generation
+        self.environment.pushpull_reactor.call_at(
+            self.next_ns, lambda: self.scheduled_poll(generation)
+        )
+
+    def rejoin(self) -> None:
+        now = time.time_ns()  # the slots missed while away are skipped, the phase is kept
+        while self.next_ns + self.interval_ns <= now:
+            self.next_ns += self.interval_ns
+        super().rejoin()
+
+    def scheduled_poll(self, generation: int) -> None:
+        if self.poller.closed.is_set() or generation != self.generation:
             return
         try:
             self.poll_now()
@@ -174,4 +204,4 @@ class ShortPollUser(PollingUser):
 
     def next_poll(self) -> None:
         self.next_ns += self.interval_ns
-        self.environment.pushpull_reactor.call_at(self.next_ns, self.scheduled_poll)
+        self.schedule()

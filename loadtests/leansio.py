@@ -48,8 +48,9 @@ class SocketIOPackets:
     pings are answered, the namespace connect is sent and acknowledged. Subclasses say how
     text is sent (`_send_text`)."""
 
-    def _init_packets(self, on_event: OnEvent) -> None:
+    def _init_packets(self, on_event: OnEvent, auth: dict | None = None) -> None:
         self.on_event = on_event
+        self.auth = auth  # sent with the Socket.IO connect (e.g. {"after": SEQ} to resume)
         self.sid: str | None = None
         self.eio_sid: str | None = None
         self.connected = False
@@ -70,7 +71,8 @@ class SocketIOPackets:
             self._send_text(eio.Packet(eio.PONG, data=packet.data).encode())
         elif packet.packet_type == eio.OPEN:
             self.eio_sid = packet.data["sid"]
-            self._send_text(eio.Packet(eio.MESSAGE, data=sio.Packet(sio.CONNECT).encode()).encode())
+            connect = sio.Packet(sio.CONNECT, data=self.auth)
+            self._send_text(eio.Packet(eio.MESSAGE, data=connect.encode()).encode())
         elif packet.packet_type == eio.CLOSE:
             return False
         return True
@@ -104,10 +106,15 @@ class LeanSocketIO(SocketIOPackets, WebSocketConnection):
     """Socket.IO over a websocket, read by the caller's greenlet (run) or a Reactor (feed)."""
 
     def __init__(
-        self, url: str, on_event: OnEvent, timeout: float = 30.0, path: str = "/socket.io/"
+        self,
+        url: str,
+        on_event: OnEvent,
+        timeout: float = 30.0,
+        path: str = "/socket.io/",
+        auth: dict | None = None,
     ):
         WebSocketConnection.__init__(self, url, f"{path}?EIO=4&transport=websocket", timeout)
-        self._init_packets(on_event)
+        self._init_packets(on_event, auth)
 
     def connect(self) -> None:
         """Websocket handshake, Engine.IO open, Socket.IO connect to '/'; raises on failure."""
@@ -143,8 +150,9 @@ class LeanSocketIOPolling(SocketIOPackets):
         timeout: float = 30.0,
         path: str = "/socket.io/",
         on_poll: Callable[[int, int], None] | None = None,
+        auth: dict | None = None,
     ):
-        self._init_packets(on_event)
+        self._init_packets(on_event, auth)
         self.closed = gevent.event.Event()
         self._send_lock = gevent.lock.RLock()
         self.on_poll = on_poll  # (sent ns, answered ns) of each long-poll, for timelines

@@ -6,14 +6,20 @@ steady-state window. The process owns one `Recorder`: the HdrHistograms (integer
 the window, its own CPU time and its event-loop lag. Nothing here imports Locust, so the harness
 can read and merge the files (`merge_process_files`) without being monkey-patched.
 
-File format (`loadgen-<pid>.json`, one per load-generator process, version 1):
+File format (`loadgen-<pid>.json`, one per load-generator process, version 3):
     {"version": 1, "pid", "transport", "window": {"start_ns", "end_ns"},
      "segments": [[baseline, end_seq_or_null], ...],   # one per client connection
      "received", "duplicates", "reordered", "polls", "empty_polls", "sent", "errors",
      "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
      "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
      "timelines": [{"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]}, ...],
-     "histograms": {"latency", "from_schedule", "warmup", "loop_lag"}}   # HdrHistogram, base64
+     "reconnects",                 # churn reconnects begun inside the window
+     "gaps": [[lo, hi, [missing seq, ...]], ...],   # per reconnect: seqs (lo, hi] published
+                                   # while the client was away, and those it never received
+     "histograms": {"latency", "from_schedule", "warmup", "loop_lag",
+                    "catchup",     # latency of gap events received after a reconnect
+                    "connect",     # reconnect begun -> welcome (or first answer), us
+                    "caught_up"}}  # reconnect begun -> every gap event received, us
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ from hdrh.histogram import HdrHistogram
 from pushpull.cputime import cpu_seconds
 from pushpull.manifest import cpu_model
 
-FILE_VERSION = 2  # 2: `timelines` (several clients) replaces `timeline`
+FILE_VERSION = 3  # 2: `timelines` (several clients) replaces `timeline`; 3: churn
 HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 60_000_000
 HIST_DIGITS = 3
-HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag")
+HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag", "catchup", "connect", "caught_up")
 TIMELINE_NS = 5_000_000_000  # the timeline clients' events and polls in the window's first 5 s
 TIMELINE_CLIENTS = 16  # per process: enough to draw a typical client, not a lucky one
 
@@ -113,9 +119,13 @@ class Window:
 
 
 class Tracker:
-    """One client's view of the event stream: baseline, bitmap of seqs seen, counts."""
+    """One client's view of the event stream: baseline, bitmap of seqs seen, counts; across
+    voluntary disconnects (churn), the gaps it was away for and how it caught up."""
 
-    __slots__ = ("recorder", "base", "bits", "max_seq", "segment", "timeline")
+    __slots__ = (
+        "recorder", "base", "bits", "max_seq", "segment", "timeline",
+        "away_at", "gap", "pending", "back_started_ns", "back_in_window",
+    )  # fmt: skip
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
@@ -124,6 +134,11 @@ class Tracker:
         self.bits = bytearray()
         self.max_seq = 0
         self.segment: list | None = None
+        self.away_at: int | None = None  # the seq this client had when it left (churn)
+        self.gap: tuple[int, int] | None = None  # (lo, hi]: published while it was away
+        self.pending = 0  # gap events not received yet
+        self.back_started_ns = 0  # when the reconnect began (this process's clock)
+        self.back_in_window = False
 
     def joined(self, last_seq: int) -> None:
         """The server said: every event after `last_seq` is owed to this client from now on."""
@@ -145,13 +160,77 @@ class Tracker:
             self.segment[1] = max(self.max_seq, self.segment[0], self.recorder.highest_seq)
             self.segment = None
 
+    def away(self) -> None:
+        """The client leaves on purpose (churn): its connection is owed what it has received up
+        to now; everything after belongs to the gap, measured when it comes back."""
+        if self.segment is not None:
+            self.away_at = self.segment[1] = max(self.max_seq, self.segment[0])
+            self.segment = None
+
+    def coming_back(self, started_ns: int) -> None:
+        """The reconnect begins (after the downtime): connect and catch-up times run from here."""
+        self.back_started_ns = started_ns
+        self.back_in_window = self.recorder.in_window_now()
+        if self.back_in_window:
+            self.recorder.reconnects += 1
+
+    def back(self, head: int, t_recv_ns: int) -> None:
+        """Reconnected: the server's newest seq was `head` when it welcomed (or first answered)
+        the client. The seqs (away_at, head] were published while it was away: the gap. A
+        client that resumes receives them next (catch-up); one that does not never will."""
+        lo = self.away_at if self.away_at is not None else head
+        self.away_at = None
+        hi = max(lo, head)
+        self.gap = (lo, hi)
+        self.pending = len(self.missing_in(lo, hi))
+        self.recorder.gaps.append((self, lo, hi))
+        self.segment = [hi, None]
+        self.recorder.segments.append(self.segment)
+        if self.back_in_window:
+            record_us(
+                self.recorder.histograms["connect"], (t_recv_ns - self.back_started_ns) // 1000
+            )
+        if self.pending == 0:
+            self._caught_up(t_recv_ns)
+
+    def _caught_up(self, t_recv_ns: int) -> None:
+        if self.back_in_window:
+            elapsed_us = (t_recv_ns - self.back_started_ns) // 1000
+            record_us(self.recorder.histograms["caught_up"], elapsed_us)
+        self.gap = None
+
+    def _mark(self, seq: int) -> None:
+        index = seq - self.base - 1
+        if (index >> 3) >= len(self.bits):
+            self.bits.extend(bytes((index >> 3) - len(self.bits) + 64))
+        self.bits[index >> 3] |= 1 << (index & 7)
+        self.max_seq = max(self.max_seq, seq)
+
+    def missing_in(self, lo: int, hi: int) -> list[int]:
+        """The seqs in (lo, hi] this client never received."""
+        base, bits = self.base or 0, self.bits
+        missing = []
+        for seq in range(lo + 1, hi + 1):
+            index = seq - base - 1
+            byte = index >> 3
+            if index < 0 or byte >= len(bits) or not bits[byte] & (1 << (index & 7)):
+                missing.append(seq)
+        return missing
+
     def deliver(self, event: dict, t_recv_ns: int) -> int | None:
         """Account one received event: its latency in us, or None for a duplicate or an event
         not owed to this client."""
         seq = event["seq"]
         segment = self.segment
-        if self.base is None or seq <= (segment[0] if segment is not None else self.max_seq):
+        if self.base is None or seq <= self.base:
             return None
+        if segment is None:
+            if self.away_at is not None and seq > self.away_at:
+                self._mark(seq)  # reconnecting: arrived before the welcome (a gap event)
+            return None
+        catchup = seq <= segment[0]  # published before this connection's welcome
+        if catchup and (self.gap is None or not self.gap[0] < seq <= self.gap[1]):
+            return None  # owed to an earlier connection, not this one
         index = seq - self.base - 1
         byte, bit = index >> 3, 1 << (index & 7)
         if byte >= len(self.bits):
@@ -167,6 +246,12 @@ class Tracker:
             self.max_seq = seq
             if seq > recorder.highest_seq:
                 recorder.highest_seq = seq
+        if catchup:  # kept apart from steady-state latency
+            latency_us = recorder.record_catchup(event, t_recv_ns)
+            self.pending -= 1
+            if self.pending == 0:
+                self._caught_up(t_recv_ns)
+            return latency_us
         latency_us = recorder.record_delivery(event, t_recv_ns)
         if self.timeline is not None:
             recorder.note_event(self.timeline, event, t_recv_ns)
@@ -192,6 +277,8 @@ class Recorder:
     highest_seq: int = 0  # the highest seq any client of this process received
     errors: int = 0
     clients: int = 0
+    reconnects: int = 0  # churn reconnects begun inside the window
+    gaps: list[tuple] = field(default_factory=list)  # (tracker, lo, hi) per reconnect
     clients_at_window_start: int | None = None
     clock_offset_ns: int = 0  # measured: server clock - this process's clock
     clock_uncertainty_ns: int | None = None  # half the round trip of the sample that set it
@@ -258,6 +345,15 @@ class Recorder:
             record_us(self.histograms["from_schedule"], (t_recv_ns - event["t_sched"]) // 1000)
         return latency_us
 
+    def record_catchup(self, event: dict, t_recv_ns: int) -> int:
+        """A gap event received after a reconnect: its latency, recorded apart (inside the
+        window by publish time), never in the steady-state histograms."""
+        t_recv_ns += self.clock_correction_ns
+        latency_us = (t_recv_ns - event["t_pub"]) // 1000
+        if self.window.contains(event["t_pub"]):
+            record_us(self.histograms["catchup"], latency_us)
+        return latency_us
+
     def record_poll(self, delivered: int) -> None:
         """Count a poll whose answer arrived inside the window."""
         if self.in_window_now():
@@ -303,6 +399,8 @@ class Recorder:
             "empty_polls": self.empty_polls,
             "sent": self.sent,
             "errors": self.errors,
+            "reconnects": self.reconnects,
+            "gaps": [[lo, hi, tracker.missing_in(lo, hi)] for tracker, lo, hi in self.gaps],
             "clients_at_window_start": self.clients_at_window_start,
             "clock": {
                 "offset_ns": self.clock_offset_ns,
@@ -346,6 +444,18 @@ def expected_deliveries(segments: list[list], first_seq: int | None, last_seq: i
     return total
 
 
+def gap_figures(gaps: list[list], first_seq: int | None, last_seq: int | None) -> tuple[int, int]:
+    """(owed, lost) over the churn gaps, within the window's seqs [first_seq, last_seq]: the
+    events published while clients were away, and those of them they never received."""
+    if first_seq is None or last_seq is None:
+        return 0, 0
+    owed = lost = 0
+    for lo, hi, missing in gaps:
+        owed += max(0, min(hi, last_seq) - max(lo + 1, first_seq) + 1)
+        lost += sum(1 for seq in missing if first_seq <= seq <= last_seq)
+    return owed, lost
+
+
 def merge_process_files(paths: list[Path]) -> dict:
     """Merge the files of several load-generator processes exactly: counts add, histograms add
     bucket by bucket (HdrHistogram decode + add), CPU stays per process."""
@@ -359,6 +469,8 @@ def merge_process_files(paths: list[Path]) -> dict:
         "empty_polls": 0,
         "sent": 0,
         "errors": 0,
+        "reconnects": 0,
+        "gaps": [],
         "clients_at_window_start": 0,
         "histograms": {name: new_histogram() for name in HISTOGRAMS},
         "window": None,
@@ -377,8 +489,10 @@ def merge_process_files(paths: list[Path]) -> dict:
             "empty_polls",
             "sent",
             "errors",
+            "reconnects",
         ):
             merged[key] += data[key]
+        merged["gaps"].extend(data["gaps"])
         merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
         merged["segments"].extend(data["segments"])
         loop_lag = HdrHistogram.decode(data["histograms"]["loop_lag"].encode("ascii"))

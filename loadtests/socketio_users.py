@@ -14,7 +14,7 @@ from locust import task
 from locust.exception import StopUser
 
 from loadtests.leansio import LeanSocketIO, LeanSocketIOPolling
-from loadtests.users import PushPullUser, ReactorPushUser
+from loadtests.users import PushPullUser, ReactorPushUser, wait_until_joined
 
 
 class SocketIOUser(ReactorPushUser):
@@ -24,8 +24,9 @@ class SocketIOUser(ReactorPushUser):
 
     connect_name = "socket.io connect"
 
-    def make_client(self) -> LeanSocketIO:
-        client = LeanSocketIO(self.host, self.on_event, timeout=30)
+    def make_client(self, after: int | None = None) -> LeanSocketIO:
+        auth = None if after is None else {"after": after}
+        client = LeanSocketIO(self.host, self.on_event, timeout=30, auth=auth)
         client.connect()
         return client
 
@@ -40,20 +41,37 @@ class SocketIOPollingUser(PushPullUser):
     connect_name = "socket.io (polling) connect"
 
     def connect(self) -> None:
-        self.client = LeanSocketIOPolling(
+        self.client = self.make_client()
+
+    def make_client(self, after: int | None = None) -> LeanSocketIOPolling:
+        client = LeanSocketIOPolling(
             self.host,
             self.on_event,
             timeout=30,
             on_poll=lambda sent, answered: self.recorder.note_poll(self.tracker, sent, answered),
+            auth=None if after is None else {"after": after},
         )
-        self.client.connect()
+        client.connect()
+        return client
 
     def send_chat(self, message: dict) -> None:
         self.client.emit("message", message)
 
+    def leave(self) -> None:
+        self.client.close()
+
+    def rejoin(self) -> None:
+        self.client = self.make_client(self.tracker.away_at if self.resume else None)
+        wait_until_joined(self.tracker, self.client.closed, "socket.io (polling)")
+
     @task
     def listen(self) -> None:
-        self.client.run()  # returns when the session ends
+        while True:
+            reader = gevent.spawn(self.client.run)  # returns when the session ends
+            if self.client.closed.wait(self.next_churn_s()):
+                break
+            self.churn()  # leaving ends the old session's reader
+            reader.join()
         self.recorder.errors += 1
         self.ended()
         raise StopUser()
@@ -67,6 +85,7 @@ class PythonSocketIOUser(PushPullUser):
     reference implementation (and the naive load generator: a greenlet per received message)."""
 
     connect_name = "socket.io connect"
+    supports_churn = False
 
     def connect(self) -> None:
         self.sio = socketio.Client(reconnection=False)

@@ -34,6 +34,18 @@ def fire_connect(user, name: str, started: float) -> None:
     )
 
 
+def wait_until_joined(tracker, closed, what: str, timeout: float = 30.0) -> None:
+    """Block until the tracker has a segment (the welcome, or a poll's first answer, arrived);
+    raise ConnectionError if the connection ends first or nothing comes within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while tracker.segment is None:
+        if closed.is_set():
+            raise ConnectionError(f"{what} ended before its welcome")
+        if time.monotonic() > deadline:
+            raise ConnectionError(f"no welcome on {what} within {timeout:g} s")
+        closed.wait(0.005)
+
+
 def fire_failure(
     user, name: str, started: float, exc: BaseException, kind: str = "CONNECT"
 ) -> None:
@@ -96,7 +108,47 @@ class PushPullUser(User):
             if latency_us is not None:
                 self.count_delivery(latency_us)
         elif name == "welcome":
-            self.tracker.joined(data["last_seq"])
+            tracker = self.tracker
+            if tracker.base is None:
+                tracker.joined(data["last_seq"])
+            elif tracker.segment is None:  # back from a churn disconnect
+                tracker.back(data.get("head", data["last_seq"]), t_recv)
+
+    # -- churn: leave on purpose, stay away, come back (docs: --churn-every) ------------------
+    supports_churn = True
+
+    def next_churn_s(self) -> float | None:
+        """Seconds until this client next leaves (exponential, mean --churn-every), or None."""
+        every = self.environment.parsed_options.churn_every
+        return random.expovariate(1.0 / every) if every > 0 else None
+
+    @property
+    def resume(self) -> bool:
+        return self.environment.parsed_options.resume == "on"
+
+    def churn(self) -> None:
+        """Leave (the transport's `leave()` closes the connection as a client going offline
+        would), stay away --churn-downtime seconds, then `rejoin()`: open a new connection,
+        resuming where the client does, and return once it is welcomed (or first answered).
+        A failed rejoin is a measured error and ends the client."""
+        self.tracker.away()
+        self.leave()
+        gevent.sleep(self.environment.parsed_options.churn_downtime)
+        started = time.perf_counter()
+        self.tracker.coming_back(time.time_ns())
+        try:
+            self.rejoin()
+        except Exception as exc:  # noqa: BLE001 - a failed reconnect is a measured error
+            fire_failure(self, self.connect_name, started, exc)
+            self.ended()
+            raise StopUser() from None
+        fire_connect(self, self.connect_name, started)
+
+    def leave(self) -> None:
+        raise NotImplementedError
+
+    def rejoin(self) -> None:
+        raise NotImplementedError
 
     def chat(self, send_rate: float, payload_bytes: int) -> None:
         period_ns = int(1e9 / send_rate)
@@ -154,7 +206,8 @@ class ReactorUser(PushPullUser):
     @task
     def listen(self) -> None:
         for attempt in range(self.RESUMES + 1):
-            self.connection_closed().wait()
+            while not self.connection_closed().wait(self.next_churn_s()):
+                self.churn()  # no drop before the next churn: leave and come back
             self.recorder.errors += 1
             if attempt == self.RESUMES:
                 break
@@ -176,16 +229,25 @@ class ReactorPushUser(PushPullUser):
 
     abstract = True
 
-    def make_client(self):
-        raise NotImplementedError
-
     def connect(self) -> None:
         self.client = self.make_client()
         self.environment.pushpull_reactor.add(self.client)
 
+    def make_client(self, after: int | None = None):
+        """A connected client; with `after`, one that asks the server to resume after it."""
+        raise NotImplementedError
+
+    def leave(self) -> None:
+        self.disconnect()
+
+    def rejoin(self) -> None:
+        self.client = self.make_client(self.tracker.away_at if self.resume else None)
+        self.environment.pushpull_reactor.add(self.client)
+
     @task
     def listen(self) -> None:
-        self.client.closed.wait()  # set when the server ends the connection
+        while not self.client.closed.wait(self.next_churn_s()):  # set when the server ends it
+            self.churn()
         self.recorder.errors += 1
         self.ended()
         raise StopUser()

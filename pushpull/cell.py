@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadtests.recorder import HISTOGRAMS, expected_deliveries, merge_process_files
+from loadtests.recorder import HISTOGRAMS, expected_deliveries, gap_figures, merge_process_files
 from pushpull.config import BenchConfig, Cell
 from pushpull.cputime import cpu_seconds
 from pushpull.manifest import PROJECT_ROOT, write_json
@@ -170,6 +170,9 @@ def locust_command(
         "--measure", f"{config.duration:g}",
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
+        "--churn-every", f"{cell.churn_every:g}",
+        "--churn-downtime", f"{cell.churn_downtime:g}",
+        "--resume", "on" if cell.resume else "off",
         *spread,
     ] + workers_options(config, cell)  # fmt: skip
 
@@ -664,4 +667,31 @@ def summarize(
         },
         target=config.target,
         unavailable=unavailable or None,
+        **churn_figures(cell, merged, published),
     ).to_json()
+
+
+def churn_figures(cell: Cell, merged: dict, published: dict | None) -> dict:
+    """What clients that came and went lost and how fast they were back (docs/results.md)."""
+    figures: dict = {
+        "churn_every": cell.churn_every,
+        "churn_downtime": cell.churn_downtime,
+        "resume": cell.resume,
+        "reconnects": merged["reconnects"],
+    }
+    if not cell.churn_every:
+        return figures
+    owed = lost = None
+    if published is not None:
+        owed, lost = gap_figures(merged["gaps"], published["first_seq"], published["last_seq"])
+    hist = merged["histograms"]
+    connect, catchup = latency_summary(hist["connect"]), latency_summary(hist["caught_up"])
+    return figures | {
+        "gap_owed": owed,
+        "gap_lost": lost,
+        "gap_lost_share": round(lost / owed, 4) if owed else None,
+        "connect_us": {k: connect[k] for k in ("p50", "p99", "max")},
+        "catchup_us": {k: catchup[k] for k in ("p50", "p99", "max")},
+        "caught_up": catchup["count"],
+        "catchup_latency_us": latency_summary(hist["catchup"]),
+    }

@@ -106,6 +106,23 @@ def build_parser() -> Parser:
         help="pad every event (and chat message) with this many bytes; a list sweeps (default 0)",
     )
     bench.add_argument(
+        "--churn-every",
+        default="0",
+        help="mean seconds between one client's disconnects (exponentially distributed); "
+        "0 = off; a list sweeps (default 0)",
+    )
+    bench.add_argument(
+        "--churn-downtime",
+        default="1",
+        help="seconds a churning client stays away before reconnecting (default 1)",
+    )
+    bench.add_argument(
+        "--resume",
+        default="off",
+        help="with churn, whether Socket.IO and WebSocket clients ask the server to replay what "
+        "they missed: off, on, or off,on to compare (default off; the others always resume)",
+    )
+    bench.add_argument(
         "--loadgen-procs",
         default="1",
         help="Locust processes per cell (master + N workers when N > 1); a list sweeps (default 1)",
@@ -271,6 +288,9 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
     queues = cfg.parse_message_queues(args.message_queue, server_procs)
     loadgen_procs = cfg.parse_loadgen_procs(args.loadgen_procs)
     workers = cfg.parse_workers(args.loadgen_workers, loadgen_procs)
+    kinds = cfg.parse_client_kinds(args.client, chosen)
+    churn = cfg.parse_churn_every(args.churn_every)
+    cfg.check_churn(churn, kinds)
     return cfg.BenchConfig(
         target=cfg.parse_target(args.target, server_procs, queues),
         loadgen_workers=workers,
@@ -297,7 +317,12 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         scenario=cfg.parse_scenario(args.scenario),
         send_rates=cfg.parse_send_rates(args.send_rate),
         payload_bytes=cfg.parse_payload_bytes(args.payload_bytes),
-        client_kinds=cfg.parse_client_kinds(args.client, chosen),
+        client_kinds=kinds,
+        churn_every=churn,
+        churn_downtime=cfg.bounded_float(
+            "--churn-downtime", args.churn_downtime, "seconds away", "1", 0.0, 600.0, low_open=False
+        ),
+        resume=cfg.parse_resume(args.resume),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
         grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
         allow_concurrent=args.allow_concurrent,

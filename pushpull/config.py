@@ -40,6 +40,9 @@ class Cell:
     loadgen_workers: int = 0  # Locust workers joining from elsewhere (pushpull worker)
     server_procs: int = 1  # server processes sharing one event stream through the queue
     message_queue: str | None = None  # the queue's URL (shown and recorded without credentials)
+    churn_every: float = 0.0  # mean seconds between one client's disconnects (0: none)
+    churn_downtime: float = 1.0  # seconds a client stays away
+    resume: bool | None = None  # push clients ask for a replay (None: resumes by design / no churn)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -88,12 +91,15 @@ class BenchConfig:
     master_port: int = 5557
     workers_wait_s: float = 60.0  # how long a cell waits for all of them
     target: str | None = None  # measure this server instead of starting one (--target URL)
+    churn_every: list[float] = field(default_factory=lambda: [0.0])
+    churn_downtime: float = 1.0
+    resume: list[bool] = field(default_factory=lambda: [False])
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
         cells = []
         rates = self.send_rates if self.scenario == "chat" else self.rates
-        for transport, clients, rate, procs, pad, servers, queue in itertools.product(
+        for transport, clients, rate, procs, pad, servers, queue, churn in itertools.product(
             self.transports,
             self.clients,
             rates,
@@ -101,6 +107,7 @@ class BenchConfig:
             self.payload_bytes,
             self.server_procs,
             self.message_queues,
+            self.churn_every,
         ):
             if servers > 1 and queue is None:
                 continue  # several processes share one stream only through a queue
@@ -113,12 +120,15 @@ class BenchConfig:
                     if kind in spec.clients
                 )
             ) or [None]
+            # Resume is a choice only for clients that churn and lack it by design.
+            resumes = self.resume if churn and not spec.resumes else [None]
             cells.extend(
                 Cell(
                     transport, clients, rate, interval, kind, procs, 1, self.scenario, pad,
-                    self.loadgen_workers, servers, queue,
+                    self.loadgen_workers, servers, queue, churn,
+                    self.churn_downtime if churn else 1.0, resume,
                 )
-                for interval, kind in itertools.product(intervals, kinds)
+                for interval, kind, resume in itertools.product(intervals, kinds, resumes)
             )  # fmt: skip
         # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
         return [replace(cell, repeat=k) for k in range(1, self.repeat + 1) for cell in cells]
@@ -327,6 +337,35 @@ def parse_payload_bytes(text: str) -> list[int]:
         return value
 
     return parse_list("--payload-bytes", text, size, "bytes of padding per event", "1024")
+
+
+def parse_churn_every(text: str) -> list[float]:
+    def every(flag, item, what, example):
+        value = bounded_float(flag, item, what, example, 0.0, 3600.0, low_open=False)
+        if 0 < value < 0.1:
+            raise UsageError(f"{flag}: {item} is too often (expected 0 for off, or 0.1 to 3600)")
+        return value
+
+    return parse_list(
+        "--churn-every", text, every, "mean seconds between disconnects, 0 = off", "5"
+    )
+
+
+def parse_resume(text: str) -> list[bool]:
+    def choice(flag, item, what, example):
+        if item not in ("off", "on"):
+            raise UsageError(f"{flag}: {item!r} is not off or on (e.g. {flag} {example})")
+        return item == "on"
+
+    return parse_list("--resume", text, choice, "off and/or on", "off,on")
+
+
+def check_churn(churn_every: list[float], client_kinds: list[str]) -> None:
+    if any(churn_every) and [k for k in client_kinds if k != "lean"]:
+        raise UsageError(
+            "--churn-every: only the lean clients churn (leave out --client "
+            f"{','.join(k for k in client_kinds if k != 'lean')})"
+        )
 
 
 def parse_clients(text: str) -> list[int]:

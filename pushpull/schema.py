@@ -7,6 +7,8 @@ Version history:
     2  `client` replaces `socketio_client` (null = the transport's default client); `role`
     3  `server_procs`, `message_queue`, `queue`, `queue_cpu_us_per_delivery`, `queue_cpu_share`
        (several server processes on a Redis queue; the server's CPU includes Redis's)
+    4  churn: `churn_every`, `churn_downtime`, `resume`, `reconnects`, `gap_owed`, `gap_lost`,
+       `gap_lost_share`, `connect_us`, `catchup_us`, `caught_up`, `catchup_latency_us`
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 class LatencySummary(TypedDict):
@@ -98,6 +100,17 @@ class CellSummary:
     target: str | None = None  # a server the harness did not start (--target)
     unavailable: dict | None = None  # {figure: why it is null}, for a target's missing endpoints
     contention: list[str] | None = None  # where the server side shared cores on this machine
+    churn_every: float = 0.0  # mean seconds between one client's disconnects (0: no churn)
+    churn_downtime: float = 1.0  # seconds a client stayed away
+    resume: bool | None = None  # push clients asked for a replay (null: resumes by design)
+    reconnects: int = 0  # churn reconnects begun in the window
+    gap_owed: int | None = None  # window events published while a client was away, summed
+    gap_lost: int | None = None  # of those, never received
+    gap_lost_share: float | None = None  # gap_lost / gap_owed
+    connect_us: Tail | None = None  # reconnect begun -> welcome (or first answer)
+    catchup_us: Tail | None = None  # reconnect begun -> every missed event received
+    caught_up: int = 0  # reconnects that got every missed event
+    catchup_latency_us: LatencySummary | None = None  # of missed events received on return
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -112,4 +125,6 @@ def upgrade_cell(cell: dict, version: int) -> dict:
         cell.setdefault("role", None)
     if version < 3:
         cell = {"server_procs": 1, "message_queue": None, **cell}
+    if version < 4:
+        cell = {"churn_every": 0.0, "churn_downtime": 1.0, "resume": None, "reconnects": 0, **cell}
     return cell

@@ -50,6 +50,7 @@ class Transport:
     dimensions: tuple[str, ...] = ()  # which of DIMENSIONS apply ("client" when >1 client)
     counts_requests: bool = True  # whether HTTP requests per delivery mean something
     baseline: bool = False  # the push transport the findings compare every other one against
+    resumes: bool = True  # a client coming back gets what it missed, by the protocol's design
 
     @property
     def default_client(self) -> str:
@@ -93,6 +94,7 @@ REGISTRY: tuple[Transport, ...] = (
         dimensions=("client",),
         counts_requests=False,
         baseline=True,
+        resumes=False,
     ),
     Transport(
         name="websocket",
@@ -105,6 +107,7 @@ REGISTRY: tuple[Transport, ...] = (
         clients={"lean": ClientVariant("loadtests.websocket_user:WebSocketUser")},
         probe="pushpull.probes:WebSocketProbe",
         counts_requests=False,
+        resumes=False,
     ),
     Transport(
         name="sse",
@@ -153,6 +156,7 @@ REGISTRY: tuple[Transport, ...] = (
         clients={"lean": ClientVariant("loadtests.socketio_users:SocketIOPollingUser")},
         probe="pushpull.probes:SocketIOProbe",
         probe_options={"engineio_transport": "polling"},
+        resumes=False,
     ),
 )
 TRANSPORTS: dict[str, Transport] = {t.name: t for t in REGISTRY}

@@ -42,6 +42,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("server_procs", 1, lambda c: f"s{c['server_procs']}",
             lambda c: f"{c['server_procs']} server processes"),
     Variant("message_queue", None, lambda c: "mq", lambda c: "Redis queue"),
+    Variant("churn_every", 0.0, lambda c: f"ch{c['churn_every']:g}-d{c['churn_downtime']:g}",
+            lambda c: f"churn every {c['churn_every']:g} s, away {c['churn_downtime']:g} s"),
+    Variant("resume", None, lambda c: "resume" if c["resume"] else "noresume",
+            lambda c: "with resume" if c["resume"] else "without resume"),
     Variant("repeat", 1, lambda c: f"rep{c['repeat']}", lambda c: f"repeat {c['repeat']}",
             splits_series=False),
 )  # fmt: skip
