@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.capacity import plot_capacity  # noqa: E402
+from analysis.churn import plot_churn  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run, series_key, series_label  # noqa: E402
 from analysis.scaleout import plot_scaleout  # noqa: E402
@@ -236,6 +237,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         plot_polling_vs_interval(run, out),
         plot_capacity(run, out),
         plot_scaleout(run, out),
+        plot_churn(run, out),
     )
     paths += [p for p in optional if p]
     write_summary_table(run, run.path / "summary.md")

@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from analysis import churn
 from analysis.capacity import load_capacity
 from analysis.findings import findings
 from analysis.plot import plot_run
@@ -24,6 +25,7 @@ QUESTIONS = {
     "polling_vs_interval.png": "How many requests does short polling spend, and waste, per delivered event?",
     "capacity.png": "How many clients can each transport hold with p99 under the latency limit?",
     "scaleout.png": "What do more server processes behind a Redis queue cost and deliver, per transport?",
+    "churn.png": "When clients leave and come back, what does each transport lose, and how fast is a client caught up?",
 }
 COLUMNS = [
     ("transport", "transport"), ("clients", "clients"), ("rate", "rate /s"), ("p50", "p50 ms"),
@@ -101,6 +103,23 @@ def cell_table(cells: list[dict]) -> str:
     return f'<table id="cells"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
+def churn_table(cells: list[dict]) -> str:
+    rows = churn.rows(cells)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(title)}</th>" for title in churn.HEADER)
+    body = "".join(
+        '<tr class="churn">' + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return (
+        "<h2>Clients that come and go</h2><p>Gap: the events published while a client was "
+        "away (from its last received event to the server's newest at its new welcome). "
+        "Catch-up: from starting to reconnect until every one of them arrived.</p>"
+        f'<table id="churn"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
 def manifest_section(manifest: dict) -> str:
     floor = manifest.get("floor") or {}
     placement = manifest.get("placement") or {}
@@ -176,7 +195,7 @@ Delivery latency is each client's receive time minus the server's publish time (
 measured per recipient in the steady-state window; warm-up is excluded.</p>
 <h2>Findings</h2><ul id="findings">{notes}</ul>{failures}
 <h2>Charts</h2>{figures}
-<h2>Every cell</h2>{cell_table(cells)}
+<h2>Every cell</h2>{cell_table(cells)}{churn_table(cells)}
 <h2>Machine and run</h2>{manifest_section(run.manifest)}
 </body></html>
 """
