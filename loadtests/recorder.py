@@ -197,7 +197,6 @@ class Tracker:
         if self.back_in_window:
             elapsed_us = (t_recv_ns - self.back_started_ns) // 1000
             record_us(self.recorder.histograms["caught_up"], elapsed_us)
-        self.gap = None
 
     def _mark(self, seq: int) -> None:
         index = seq - self.base - 1
@@ -248,9 +247,10 @@ class Tracker:
                 recorder.highest_seq = seq
         if catchup:  # kept apart from steady-state latency
             latency_us = recorder.record_catchup(event, t_recv_ns)
-            self.pending -= 1
-            if self.pending == 0:
-                self._caught_up(t_recv_ns)
+            if self.pending > 0:
+                self.pending -= 1
+                if self.pending == 0:
+                    self._caught_up(t_recv_ns)
             return latency_us
         latency_us = recorder.record_delivery(event, t_recv_ns)
         if self.timeline is not None:

@@ -1,0 +1,118 @@
+"""Clients that come and go (--churn-every): the gap accounting, exact on synthetic trackers with
+a client dropped for a known number of events, and end to end on real servers through Locust,
+where every event of the window is owed either to a connection or to a gap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loadtests.recorder import Recorder, expected_deliveries, gap_figures
+from tests.conftest import pushpull
+
+T0 = 10**18
+
+
+def event(seq: int) -> dict:
+    return {"seq": seq, "t_pub": T0 + seq * 10**6, "t_sched": T0 + seq * 10**6, "kind": "tick"}
+
+
+def recorder_and_tracker():
+    recorder = Recorder(transport="websocket")
+    recorder.window.start_ns, recorder.window.end_ns = 0, 10**19
+    tracker = recorder.tracker()
+    tracker.joined(10)
+    for seq in range(11, 16):  # receives 11..15
+        tracker.deliver(event(seq), T0 + seq * 10**6 + 500)
+    return recorder, tracker
+
+
+def files(recorder: Recorder) -> dict:
+    return json.loads(json.dumps(recorder.to_dict()))
+
+
+def test_a_client_away_for_four_events_without_resume_loses_exactly_those():
+    recorder, tracker = recorder_and_tracker()
+    tracker.away()  # leaves after 15; 16..19 are published while it is away
+    tracker.coming_back(T0 + 19_000)
+    tracker.back(19, T0 + 19_200)  # the new welcome: the newest seq is 19
+    for seq in range(20, 24):
+        tracker.deliver(event(seq), T0 + seq * 10**6 + 500)
+    data = files(recorder)
+    assert data["gaps"] == [[15, 19, [16, 17, 18, 19]]]
+    assert gap_figures(data["gaps"], 11, 23) == (4, 4)
+    assert gap_figures(data["gaps"], 18, 23) == (2, 2), "only the window's seqs count"
+    assert expected_deliveries(recorder.segments, 11, 23) == 5 + 4, "connected: 11-15, 20-23"
+    assert recorder.received == 9, "nothing owed while connected was lost"
+    assert recorder.reconnects == 1
+    assert recorder.histograms["connect"].get_total_count() == 1
+    assert recorder.histograms["caught_up"].get_total_count() == 0, "it never catches up"
+
+
+def test_a_client_that_resumes_catches_up_and_its_catch_up_latency_is_kept_apart():
+    recorder, tracker = recorder_and_tracker()
+    tracker.away()
+    tracker.coming_back(T0 + 19_000_000)
+    tracker.deliver(event(16), T0 + 19_100_000)  # replayed before the welcome: still counted
+    tracker.back(19, T0 + 19_200_000)
+    for seq in (17, 18, 19):  # the replay after the welcome
+        tracker.deliver(event(seq), T0 + 19_300_000)
+    tracker.deliver(event(20), T0 + 20_500_000)
+    data = files(recorder)
+    assert data["gaps"] == [[15, 19, []]]
+    assert gap_figures(data["gaps"], 11, 20) == (4, 0)
+    assert recorder.received == 5 + 1, "replayed events are not steady-state deliveries"
+    assert recorder.histograms["catchup"].get_total_count() == 3  # 17-19 (16 came unwelcomed)
+    assert recorder.histograms["latency"].get_total_count() == 6
+    caught = recorder.histograms["caught_up"]
+    assert caught.get_total_count() == 1 and caught.get_max_value() == pytest.approx(300, abs=1)
+
+
+def test_a_duplicate_replay_is_a_duplicate_not_a_second_catch_up():
+    recorder, tracker = recorder_and_tracker()
+    tracker.away()
+    tracker.coming_back(T0 + 17_000)
+    tracker.back(17, T0 + 17_100)
+    for seq in (16, 17, 17, 15):
+        tracker.deliver(event(seq), T0 + 17_200)
+    assert recorder.duplicates == 1, "17 twice; 15 was owed to the first connection, not this one"
+    assert files(recorder)["gaps"] == [[15, 17, []]]
+
+
+@pytest.mark.parametrize(
+    "transport,resume,gap_lost",
+    [
+        ("websocket", "off", "all"),
+        ("sse", "off", "none"),
+        ("longpoll", "off", "none"),
+        ("socketio", "on", "none"),
+        ("websocket", "on", "none"),
+    ],
+)
+def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(
+    tmp_path, transport, resume, gap_lost
+):
+    """Real servers, real Locust: clients leave every ~1 s for 0.3 s. Every event of the window
+    is owed to each client either while connected (expected) or while away (gap_owed), exactly;
+    nothing owed while connected is lost; a push client without resume loses the whole gap, one
+    that resumes (and SSE and long-poll by design) none of it."""
+    result = pushpull(
+        "bench", "--transports", transport, "--clients", "4", "--rate", "20",
+        "--churn-every", "1", "--churn-downtime", "0.3", "--resume", resume,
+        "--grace", "0.5", "--duration", "3", "--out", str(tmp_path), "--no-plot",
+        "--allow-concurrent",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]
+    (cell,) = json.loads((run / "summary.json").read_text())["cells"]
+    assert cell["churn_every"] == 1 and cell["reconnects"] > 0
+    assert cell["resume"] == (None if transport in ("sse", "longpoll") else resume == "on")
+    assert cell["lost"] == 0 and cell["duplicates"] == 0, cell
+    assert cell["expected"] + cell["gap_owed"] == 4 * cell["published"], "owed once, exactly"
+    assert cell["gap_owed"] > 0
+    if gap_lost == "all":
+        assert cell["gap_lost"] == cell["gap_owed"] and cell["caught_up"] == 0
+    else:
+        assert cell["gap_lost"] == 0 and cell["caught_up"] > 0
+        assert cell["catchup_latency_us"]["count"] > 0
