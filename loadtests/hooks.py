@@ -91,6 +91,12 @@ def add_arguments(parser) -> None:
         help="push clients ask the server to replay what they missed when they come back",
     )
     parser.add_argument(
+        "--reconnect",
+        choices=("off", "on"),
+        default="off",
+        help="on: a client the server drops comes back with its real library's backoff",
+    )
+    parser.add_argument(
         "--server-urls",
         default="",
         help="several server processes of one stream (comma-separated URLs): clients are spread "

@@ -14,6 +14,8 @@ File format (`loadgen-<pid>.json`, one per load-generator process, version 3):
      "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
      "timelines": [{"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]}, ...],
      "reconnects",                 # churn reconnects begun inside the window
+     "recoveries": [[dropped_ns, back_ns, caught_up_ns], ...],   # after server drops (storm),
+                                   # on the server's clock; null where it never happened
      "gaps": [[lo, hi, [missing seq, ...]], ...],   # per reconnect: seqs (lo, hi] published
                                    # while the client was away, and those it never received
      "histograms": {"latency", "from_schedule", "warmup", "loop_lag",
@@ -124,7 +126,7 @@ class Tracker:
 
     __slots__ = (
         "recorder", "base", "bits", "max_seq", "segment", "timeline",
-        "away_at", "gap", "pending", "back_started_ns", "back_in_window",
+        "away_at", "gap", "pending", "back_started_ns", "back_in_window", "recovery",
     )  # fmt: skip
 
     def __init__(self, recorder: Recorder) -> None:
@@ -139,6 +141,7 @@ class Tracker:
         self.pending = 0  # gap events not received yet
         self.back_started_ns = 0  # when the reconnect began (this process's clock)
         self.back_in_window = False
+        self.recovery: list | None = None  # [dropped, back, caught up] after a server drop
 
     def joined(self, last_seq: int) -> None:
         """The server said: every event after `last_seq` is owed to this client from now on."""
@@ -167,6 +170,16 @@ class Tracker:
             self.away_at = self.segment[1] = max(self.max_seq, self.segment[0])
             self.segment = None
 
+    def dropped(self, t_ns: int) -> None:
+        """The server dropped the connection (a storm): like leaving, and the recovery is timed
+        (on the server's clock): [dropped, welcomed again, every missed event received]."""
+        self.away()
+        if self.away_at is None:  # it had no segment: never joined, nothing to recover
+            return
+        correction = self.recorder.clock_correction_ns
+        self.recovery = [t_ns + correction, None, None]
+        self.recorder.recoveries.append(self.recovery)
+
     def coming_back(self, started_ns: int) -> None:
         """The reconnect begins (after the downtime): connect and catch-up times run from here."""
         self.back_started_ns = started_ns
@@ -190,10 +203,15 @@ class Tracker:
             record_us(
                 self.recorder.histograms["connect"], (t_recv_ns - self.back_started_ns) // 1000
             )
+        if self.recovery is not None:
+            self.recovery[1] = t_recv_ns + self.recorder.clock_correction_ns
         if self.pending == 0:
             self._caught_up(t_recv_ns)
 
     def _caught_up(self, t_recv_ns: int) -> None:
+        if self.recovery is not None:
+            self.recovery[2] = t_recv_ns + self.recorder.clock_correction_ns
+            self.recovery = None
         if self.back_in_window:
             elapsed_us = (t_recv_ns - self.back_started_ns) // 1000
             record_us(self.recorder.histograms["caught_up"], elapsed_us)
@@ -278,6 +296,7 @@ class Recorder:
     errors: int = 0
     clients: int = 0
     reconnects: int = 0  # churn reconnects begun inside the window
+    recoveries: list[list] = field(default_factory=list)  # [dropped, back, caught up] ns each
     gaps: list[tuple] = field(default_factory=list)  # (tracker, lo, hi) per reconnect
     clients_at_window_start: int | None = None
     clock_offset_ns: int = 0  # measured: server clock - this process's clock
@@ -400,6 +419,7 @@ class Recorder:
             "sent": self.sent,
             "errors": self.errors,
             "reconnects": self.reconnects,
+            "recoveries": self.recoveries,
             "gaps": [[lo, hi, tracker.missing_in(lo, hi)] for tracker, lo, hi in self.gaps],
             "clients_at_window_start": self.clients_at_window_start,
             "clock": {
@@ -470,6 +490,7 @@ def merge_process_files(paths: list[Path]) -> dict:
         "sent": 0,
         "errors": 0,
         "reconnects": 0,
+        "recoveries": [],
         "gaps": [],
         "clients_at_window_start": 0,
         "histograms": {name: new_histogram() for name in HISTOGRAMS},
@@ -493,6 +514,7 @@ def merge_process_files(paths: list[Path]) -> dict:
         ):
             merged[key] += data[key]
         merged["gaps"].extend(data["gaps"])
+        merged["recoveries"].extend(data["recoveries"])
         merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
         merged["segments"].extend(data["segments"])
         loop_lag = HdrHistogram.decode(data["histograms"]["loop_lag"].encode("ascii"))

@@ -69,7 +69,10 @@ class SocketIOPollingUser(PushPullUser):
         while True:
             reader = gevent.spawn(self.client.run)  # returns when the session ends
             if self.client.closed.wait(self.next_churn_s()):
-                break
+                if not self.reconnects:
+                    break
+                self.recover()
+                continue
             self.churn()  # leaving ends the old session's reader
             reader.join()
         self.recorder.errors += 1

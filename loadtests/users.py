@@ -23,6 +23,32 @@ from loadtests.recorder import Recorder
 SPREAD = itertools.count()  # this process's clients, numbered to spread them over the servers
 
 
+def socketio_client_backoff(attempt: int) -> float:
+    """socket.io-client's Manager defaults: reconnectionDelay 1 s doubling per attempt up to
+    reconnectionDelayMax 5 s, each randomised by +-50% (randomizationFactor 0.5)."""
+    return min(1.0 * 2**attempt, 5.0) * random.uniform(0.5, 1.5)
+
+
+def reconnecting_websocket_backoff(attempt: int, first: float) -> float:
+    """The npm package reconnecting-websocket's defaults (the browser's WebSocket has no
+    reconnect of its own): a minimum delay of 1 s + random(0..4 s), drawn once per client
+    (`first`), growing 1.3x per attempt up to 10 s."""
+    return min(first * 1.3**attempt, 10.0)
+
+
+def eventsource_backoff(attempt: int) -> float:
+    """EventSource's reconnection time: Chromium's default, 3 s every attempt, no jitter (the
+    server may change it with `retry:`; pushpull's does not)."""
+    return 3.0
+
+
+BACKOFF_POLICIES = {
+    "socket.io-client": "1 s doubling to 5 s, +-50% jitter (socket.io-client's defaults)",
+    "reconnecting-websocket": "1-5 s (random per client), x1.3 per attempt to 10 s",
+    "EventSource": "3 s, no jitter (Chromium's default reconnection time)",
+}
+
+
 def fire_connect(user, name: str, started: float) -> None:
     user.environment.events.request.fire(
         request_type="CONNECT",
@@ -150,6 +176,43 @@ class PushPullUser(User):
     def rejoin(self) -> None:
         raise NotImplementedError
 
+    # -- after a server drop (--reconnect on, the storm): back as the real library comes back --
+    backoff_policy = "socket.io-client"  # a key of BACKOFF_POLICIES
+
+    @property
+    def reconnects(self) -> bool:
+        return self.environment.parsed_options.reconnect == "on"
+
+    def backoff_s(self, attempt: int) -> float:
+        if self.backoff_policy == "EventSource":
+            return eventsource_backoff(attempt)
+        if self.backoff_policy == "reconnecting-websocket":
+            if not hasattr(self, "first_delay_s"):
+                self.first_delay_s = 1.0 + random.uniform(0.0, 4.0)
+            return reconnecting_websocket_backoff(attempt, self.first_delay_s)
+        return socketio_client_backoff(attempt)
+
+    def recover(self) -> None:
+        """The server dropped the connection: wait as the transport's real client library does,
+        reconnect (resuming where the client does), and retry with its backoff until it works
+        or the test stops. Each failed attempt is a measured error; the drop itself is not."""
+        self.tracker.dropped(time.time_ns())
+        with contextlib.suppress(Exception):
+            self.leave()  # whatever the drop left half-open
+        for attempt in itertools.count():
+            gevent.sleep(self.backoff_s(attempt))
+            started = time.perf_counter()
+            self.tracker.coming_back(time.time_ns())
+            try:
+                self.rejoin()
+            except Exception as exc:  # noqa: BLE001 - a failed reconnect is a measured error
+                fire_failure(self, self.connect_name, started, exc)
+                with contextlib.suppress(Exception):
+                    self.leave()
+                continue
+            fire_connect(self, self.connect_name, started)
+            return
+
     def chat(self, send_rate: float, payload_bytes: int) -> None:
         period_ns = int(1e9 / send_rate)
         next_ns = time.time_ns() + random.randrange(period_ns)
@@ -205,11 +268,16 @@ class ReactorUser(PushPullUser):
 
     @task
     def listen(self) -> None:
-        for attempt in range(self.RESUMES + 1):
+        attempt = 0
+        while attempt <= self.RESUMES:
             while not self.connection_closed().wait(self.next_churn_s()):
                 self.churn()  # no drop before the next churn: leave and come back
+            if self.reconnects:
+                self.recover()
+                continue
+            attempt += 1
             self.recorder.errors += 1
-            if attempt == self.RESUMES:
+            if attempt > self.RESUMES:
                 break
             gevent.sleep(0.2)
             try:
@@ -246,8 +314,12 @@ class ReactorPushUser(PushPullUser):
 
     @task
     def listen(self) -> None:
-        while not self.client.closed.wait(self.next_churn_s()):  # set when the server ends it
-            self.churn()
+        while True:
+            while not self.client.closed.wait(self.next_churn_s()):  # set when the server ends it
+                self.churn()
+            if not self.reconnects:
+                break
+            self.recover()
         self.recorder.errors += 1
         self.ended()
         raise StopUser()

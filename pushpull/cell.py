@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -25,7 +26,14 @@ from pushpull.config import BenchConfig, Cell
 from pushpull.cputime import cpu_seconds
 from pushpull.manifest import PROJECT_ROOT, write_json
 from pushpull.mq import QueueUnavailable, Redis, redacted
-from pushpull.procs import HarnessError, Managed, get_json, output_error, start_server
+from pushpull.procs import (
+    HarnessError,
+    Managed,
+    get_json,
+    output_error,
+    request_json,
+    start_server,
+)
 from pushpull.schema import CellSummary, LatencySummary
 from pushpull.verify import OPTIONAL_ENDPOINTS, verify, verify_target
 
@@ -173,6 +181,7 @@ def locust_command(
         "--churn-every", f"{cell.churn_every:g}",
         "--churn-downtime", f"{cell.churn_downtime:g}",
         "--resume", "on" if cell.resume else "off",
+        "--reconnect", "on" if cell.storm else "off",
         *spread,
     ] + workers_options(config, cell)  # fmt: skip
 
@@ -300,6 +309,8 @@ def start_servers(
     """The cell's server processes (one, or several sharing the queue's stream), verified."""
     spec, servers, urls = cell.spec, [], []
     extra = [] if channel is None else ["--message-queue", cell.message_queue, "--queue-channel", channel]  # fmt: skip
+    if cell.storm:
+        extra.append("--admin")  # POST /admin/drop: every connection dropped at once
     try:
         for index in range(cell.server_procs):
             server, url = start_server(
@@ -382,6 +393,9 @@ def run_cell(
             window["start_ns"], lambda left: tick("warm-up", left), locust, servers, "warm-up"
         )
         start = snapshot(stats_urls, processes, redis)
+        storm = None
+        if cell.storm:
+            storm = drop_everything(config, window, urls, processes, redis, tick, locust, servers)
         sleep_until(
             window["end_ns"], lambda left: tick("measuring", left), locust, servers, "window"
         )
@@ -455,8 +469,78 @@ def run_cell(
         idle_start, idle_end,
     )  # fmt: skip
     summary["contention"] = shared
+    if storm is not None:
+        summary["storm"] = storm_figures(storm, merged, start, end, window)
     write_json(cell_dir / "summary.json", summary)
     return summary
+
+
+def drop_everything(config, window, urls, processes, redis, tick, locust, servers) -> dict:
+    """The storm: `config.storm_at_s` into the window, every server drops every client
+    connection at once (POST /admin/drop); the clients come back as their libraries do."""
+    sleep_until(
+        window["start_ns"] + int(config.storm_at_s * 1e9),
+        lambda left: tick("before the drop", left), locust, servers, "window",
+    )  # fmt: skip
+    before = snapshot([], processes, redis)
+    dropped = 0
+    sent = time.time_ns()
+    for url in urls:
+        status, body = request_json(url + "/admin/drop", "POST", {})
+        if status != 200:
+            raise HarnessError(f"POST {url}/admin/drop answered {status}: {body}")
+        dropped += body["dropped"]
+    return {"t_drop_ns": (sent + time.time_ns()) // 2, "dropped": dropped, "snapshot": before}
+
+
+STORM_SHARES = (50, 99, 100)
+
+
+def storm_figures(storm: dict, merged: dict, start, end, window: dict) -> dict:
+    """After the drop: how long until 50/99/100% of the dropped clients were welcomed again and
+    had every missed event (seconds since the drop, null if not reached by the end), the
+    recovery curves (time at each whole percent), and the server's CPU before and after."""
+    t_drop = storm["t_drop_ns"]
+    records = merged["recoveries"]
+    count = len(records)
+
+    def curve(index: int) -> list[float | None]:
+        """Seconds after the drop by which k% of the dropped clients had got there, k = 0..100
+        (None: that share never did within the window)."""
+        times = sorted((r[index] - t_drop) / 1e9 for r in records if r[index] is not None)
+        points: list[float | None] = []
+        for k in range(101):
+            needed = math.ceil(count * k / 100)
+            if needed == 0:
+                points.append(0.0)
+            else:
+                points.append(round(times[needed - 1], 4) if needed <= len(times) else None)
+        return points
+
+    back, caught = curve(1), curve(2)
+    before, after = storm["snapshot"], end
+
+    def cpu_percent(a, b):
+        if a.cpu_s is None or b.cpu_s is None or b.t_ns <= a.t_ns:
+            return None
+        used = b.cpu_s - a.cpu_s
+        if a.queue_cpu_s is not None and b.queue_cpu_s is not None:
+            used += b.queue_cpu_s - a.queue_cpu_s
+        return round(100 * used / ((b.t_ns - a.t_ns) / 1e9), 1)
+
+    return {
+        "t_drop_ns": t_drop,
+        "dropped": storm["dropped"],  # connections the servers closed
+        "clients_dropped": count,  # clients that saw their connection end and came back for it
+        "never_back": sum(1 for r in records if r[1] is None),
+        "never_caught_up": sum(1 for r in records if r[2] is None),
+        "reconnected_s": {f"p{k}": back[k] for k in STORM_SHARES},
+        "caught_up_s": {f"p{k}": caught[k] for k in STORM_SHARES},
+        "curve": {"reconnected_s": back, "caught_up_s": caught},
+        "server_cpu_percent_before": cpu_percent(start, before),
+        "server_cpu_percent_after": cpu_percent(before, after),
+        "after_s": round((window["end_ns"] - t_drop) / 1e9, 3),
+    }
 
 
 # A point where the load generator is saturated measures the client, not the server.
@@ -679,7 +763,7 @@ def churn_figures(cell: Cell, merged: dict, published: dict | None) -> dict:
         "resume": cell.resume,
         "reconnects": merged["reconnects"],
     }
-    if not cell.churn_every:
+    if not (cell.churn_every or cell.storm):
         return figures
     owed = lost = None
     if published is not None:

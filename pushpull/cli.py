@@ -6,6 +6,8 @@
     pushpull compare results/RUN_A results/RUN_B
     pushpull capacity --transports socketio,longpoll --slo-p99 250
     pushpull perf --transports socketio,sse --clients 1000
+    pushpull storm --transports socketio,sse,longpoll --clients 1000
+    pushpull bench --transports socketio,sse --churn-every 5 --churn-downtime 1 --resume off,on
     pushpull bench --transports socketio,sse --server-procs 1,2 --message-queue redis://127.0.0.1:6379/0
     pushpull bench --loadgen-workers 2 --master-host 10.0.0.5   # + `pushpull worker --master 10.0.0.5` x2
     pushpull bench --target http://10.0.0.7:5001 --transports socketio
@@ -255,6 +257,41 @@ def build_parser() -> Parser:
     )
     capacity.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
 
+    storm = commands.add_parser(
+        "storm", help="drop every connection at once mid-run and time how clients come back"
+    )
+    storm.add_argument(
+        "--transports",
+        default="socketio,sse,longpoll",
+        help="transports to storm (default %(default)s)",
+    )
+    storm.add_argument("--clients", default="1000", help="clients; a list sweeps (default 1000)")
+    storm.add_argument(
+        "--rate", default=DEFAULTS["rate"], help="events published per second (default %(default)s)"
+    )
+    storm.add_argument(
+        "--before", default="5", help="seconds of steady state before the drop (default 5)"
+    )
+    storm.add_argument("--after", default="20", help="seconds measured after the drop (default 20)")
+    storm.add_argument(
+        "--resume",
+        default="off",
+        help="whether Socket.IO and WebSocket clients ask for a replay when they come back: "
+        "off, on, or off,on (default off; the others always resume)",
+    )
+    storm.add_argument(
+        "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
+    )
+    storm.add_argument("--repeat", default="1", help="repeats per transport (default 1)")
+    storm.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
+    storm.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
+    storm.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="measure even while another pushpull run measures (recorded in the results)",
+    )
+    storm.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+
     worker = commands.add_parser(
         "worker", help="join a sweep's Locust master from this machine (a Locust worker)"
     )
@@ -457,6 +494,35 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_storm(args: argparse.Namespace) -> int:
+    """Every connection dropped at once (the servers' POST /admin/drop), --before seconds into
+    the window; the clients come back with their real libraries' backoff (loadtests/users.py)."""
+    from pushpull.sweep import run_sweep
+
+    before = cfg.bounded_float("--before", args.before, "seconds", "5", 0.0, 600.0)
+    after = cfg.bounded_float("--after", args.after, "seconds", "20", 0.0, 600.0)
+    chosen = cfg.parse_transports(args.transports)
+    config = cfg.BenchConfig(
+        clients=cfg.parse_clients(args.clients),
+        transports=chosen,
+        duration=before + after,
+        rates=cfg.parse_rates(args.rate)[:1],
+        out=cfg.check_out_dir(args.out),
+        spawn_rate=cfg.bounded_float(
+            "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
+        ),
+        resume=cfg.parse_resume(args.resume),
+        repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
+        allow_concurrent=args.allow_concurrent,
+        storm_at_s=before,
+    )
+    status, run_dir = run_sweep(config, pin=not args.no_pin, command="storm")
+    if not args.no_plot and measured(run_dir):
+        report_status = cmd_report_dir(run_dir)
+        status = status or report_status
+    return status
+
+
 def cmd_plot_dir(run_dir: Path) -> int:
     from analysis.plot import PlotError, plot_run
 
@@ -479,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_capacity(args)
         if args.command == "perf":
             return cmd_perf(args)
+        if args.command == "storm":
+            return cmd_storm(args)
         if args.command == "plot":
             return cmd_plot_dir(Path(args.run_dir))
         if args.command == "report":

@@ -43,6 +43,7 @@ class Cell:
     churn_every: float = 0.0  # mean seconds between one client's disconnects (0: none)
     churn_downtime: float = 1.0  # seconds a client stays away
     resume: bool | None = None  # push clients ask for a replay (None: resumes by design / no churn)
+    storm: bool = False  # every connection dropped at once mid-window (`pushpull storm`)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -94,6 +95,7 @@ class BenchConfig:
     churn_every: list[float] = field(default_factory=lambda: [0.0])
     churn_downtime: float = 1.0
     resume: list[bool] = field(default_factory=lambda: [False])
+    storm_at_s: float | None = None  # seconds into the window when every connection is dropped
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
@@ -120,13 +122,14 @@ class BenchConfig:
                     if kind in spec.clients
                 )
             ) or [None]
-            # Resume is a choice only for clients that churn and lack it by design.
-            resumes = self.resume if churn and not spec.resumes else [None]
+            # Resume is a choice only for clients that come back and lack it by design.
+            comes_back = churn or self.storm_at_s is not None
+            resumes = self.resume if comes_back and not spec.resumes else [None]
             cells.extend(
                 Cell(
                     transport, clients, rate, interval, kind, procs, 1, self.scenario, pad,
                     self.loadgen_workers, servers, queue, churn,
-                    self.churn_downtime if churn else 1.0, resume,
+                    self.churn_downtime if churn else 1.0, resume, self.storm_at_s is not None,
                 )
                 for interval, kind, resume in itertools.product(intervals, kinds, resumes)
             )  # fmt: skip

@@ -8,7 +8,8 @@ Version history:
     3  `server_procs`, `message_queue`, `queue`, `queue_cpu_us_per_delivery`, `queue_cpu_share`
        (several server processes on a Redis queue; the server's CPU includes Redis's)
     4  churn: `churn_every`, `churn_downtime`, `resume`, `reconnects`, `gap_owed`, `gap_lost`,
-       `gap_lost_share`, `connect_us`, `catchup_us`, `caught_up`, `catchup_latency_us`
+       `gap_lost_share`, `connect_us`, `catchup_us`, `caught_up`, `catchup_latency_us`;
+       `storm` (every connection dropped at once: recovery times and curves)
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class CellSummary:
     catchup_us: Tail | None = None  # reconnect begun -> every missed event received
     caught_up: int = 0  # reconnects that got every missed event
     catchup_latency_us: LatencySummary | None = None  # of missed events received on return
+    storm: dict | None = None  # `pushpull storm`: the drop and the recovery (docs/results.md)
 
     def to_json(self) -> dict:
         return asdict(self)

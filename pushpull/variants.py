@@ -46,6 +46,7 @@ VARIANTS: tuple[Variant, ...] = (
             lambda c: f"churn every {c['churn_every']:g} s, away {c['churn_downtime']:g} s"),
     Variant("resume", None, lambda c: "resume" if c["resume"] else "noresume",
             lambda c: "with resume" if c["resume"] else "without resume"),
+    Variant("storm", False, lambda c: "storm", lambda c: "storm"),
     Variant("repeat", 1, lambda c: f"rep{c['repeat']}", lambda c: f"repeat {c['repeat']}",
             splits_series=False),
 )  # fmt: skip
