@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from analysis.churn import churn_notes
+from analysis.storm import storm_notes
 from analysis.style import label, transport_order
 from pushpull import transports, variants
 
@@ -56,6 +57,7 @@ def findings(cells: list[dict], capacity: dict | None = None) -> list[str]:
             notes += compare_with_push(clients, by_clients[clients], where)
         notes += short_poll_notes(groups[key], where)
     notes += churn_notes(cells)
+    notes += storm_notes(cells)
     notes += completeness_notes(cells)
     notes += rate_notes(cells)
     if capacity:

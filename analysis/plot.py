@@ -24,6 +24,7 @@ from analysis.churn import plot_churn  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.results import PlotError, Run, load_run, series_key, series_label  # noqa: E402
 from analysis.scaleout import plot_scaleout  # noqa: E402
+from analysis.storm import plot_storm  # noqa: E402
 from analysis.style import LINESTYLES, color, minor_2_5, plain_number, rank, save_figure  # noqa: E402
 from analysis.table import write_summary_table  # noqa: E402
 from analysis.timeline import plot_timeline  # noqa: E402
@@ -238,6 +239,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         plot_capacity(run, out),
         plot_scaleout(run, out),
         plot_churn(run, out),
+        plot_storm(run, out),
     )
     paths += [p for p in optional if p]
     write_summary_table(run, run.path / "summary.md")

@@ -9,12 +9,13 @@ import html
 import json
 from pathlib import Path
 
-from analysis import churn
+from analysis import churn, storm
 from analysis.capacity import load_capacity
 from analysis.findings import findings
 from analysis.plot import plot_run
 from analysis.results import Run, cell_variants, load_run
-from analysis.style import color, label, ms_text, write_text_inside
+from analysis.style import color, label, ms_text, transport_order, write_text_inside
+from pushpull import transports
 
 QUESTIONS = {
     "latency_vs_clients.png": "How long does each client wait for an event, per transport, as the number of clients grows?",
@@ -25,6 +26,7 @@ QUESTIONS = {
     "polling_vs_interval.png": "How many requests does short polling spend, and waste, per delivered event?",
     "capacity.png": "How many clients can each transport hold with p99 under the latency limit?",
     "scaleout.png": "What do more server processes behind a Redis queue cost and deliver, per transport?",
+    "storm.png": "When every connection drops at once, how fast is each transport's crowd back and caught up?",
     "churn.png": "When clients leave and come back, what does each transport lose, and how fast is a client caught up?",
 }
 COLUMNS = [
@@ -120,6 +122,31 @@ def churn_table(cells: list[dict]) -> str:
     )
 
 
+def backoff_words(cells: list[dict]) -> str:
+    names = transport_order(c["transport"] for c in cells if c.get("storm"))
+    return "; ".join(
+        f"{name}: {transports.BACKOFFS[transports.get(name).backoff]}" for name in names
+    )
+
+
+def storm_table(cells: list[dict]) -> str:
+    rows = storm.rows(cells)
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(title)}</th>" for title in storm.HEADER)
+    body = "".join(
+        '<tr class="storm">' + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return (
+        "<h2>Reconnect storm</h2><p>Every client connection dropped at once by the server; "
+        "times since the drop until the share of dropped clients was welcomed again (back) and "
+        "had every event published while away (caught up). Clients wait as their real libraries "
+        "do: " + html.escape(backoff_words(cells)) + ".</p>"
+        f'<table id="storm"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
 def manifest_section(manifest: dict) -> str:
     floor = manifest.get("floor") or {}
     placement = manifest.get("placement") or {}
@@ -195,7 +222,7 @@ Delivery latency is each client's receive time minus the server's publish time (
 measured per recipient in the steady-state window; warm-up is excluded.</p>
 <h2>Findings</h2><ul id="findings">{notes}</ul>{failures}
 <h2>Charts</h2>{figures}
-<h2>Every cell</h2>{cell_table(cells)}{churn_table(cells)}
+<h2>Every cell</h2>{cell_table(cells)}{churn_table(cells)}{storm_table(cells)}
 <h2>Machine and run</h2>{manifest_section(run.manifest)}
 </body></html>
 """

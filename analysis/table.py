@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis import churn
+from analysis import churn, storm
 from analysis.results import cell_variants
 from analysis.style import ms_text as ms
 from analysis.style import rank, write_text_inside
@@ -87,6 +87,8 @@ def write_summary_table(run, path: Path) -> Path:
     tail = "\n" + "\n".join(failed) + "\n" if failed else ""
     if churn.rows(run.cells):
         tail += "\n## Clients that come and go\n\n" + churn.markdown_table(run.cells)
+    if storm.rows(run.cells):
+        tail += "\n## Reconnect storm\n\n" + storm.markdown_table(run.cells)
     return write_text_inside(
         path.parent, path.name, "\n".join(head) + markdown_table(run.cells) + tail
     )

@@ -39,7 +39,6 @@ class SSEUser(PostingUser):
     the stream resumes with Last-Event-ID (the events published meanwhile are sent first)."""
 
     connect_name = "GET /stream"
-    backoff_policy = "EventSource"
 
     def connect(self) -> None:
         super().connect()

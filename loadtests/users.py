@@ -19,6 +19,7 @@ from locust.exception import StopUser
 
 from loadtests.hooks import sleep_until
 from loadtests.recorder import Recorder
+from pushpull import transports
 
 SPREAD = itertools.count()  # this process's clients, numbered to spread them over the servers
 
@@ -40,13 +41,6 @@ def eventsource_backoff(attempt: int) -> float:
     """EventSource's reconnection time: Chromium's default, 3 s every attempt, no jitter (the
     server may change it with `retry:`; pushpull's does not)."""
     return 3.0
-
-
-BACKOFF_POLICIES = {
-    "socket.io-client": "1 s doubling to 5 s, +-50% jitter (socket.io-client's defaults)",
-    "reconnecting-websocket": "1-5 s (random per client), x1.3 per attempt to 10 s",
-    "EventSource": "3 s, no jitter (Chromium's default reconnection time)",
-}
 
 
 def fire_connect(user, name: str, started: float) -> None:
@@ -177,16 +171,17 @@ class PushPullUser(User):
         raise NotImplementedError
 
     # -- after a server drop (--reconnect on, the storm): back as the real library comes back --
-    backoff_policy = "socket.io-client"  # a key of BACKOFF_POLICIES
-
     @property
     def reconnects(self) -> bool:
         return self.environment.parsed_options.reconnect == "on"
 
     def backoff_s(self, attempt: int) -> float:
-        if self.backoff_policy == "EventSource":
+        """The wait before reconnect `attempt` (0, 1, ...), by the registry's `backoff` policy
+        of this client's transport (pushpull/transports.py BACKOFFS)."""
+        policy = transports.get(self.recorder.transport).backoff
+        if policy == "EventSource":
             return eventsource_backoff(attempt)
-        if self.backoff_policy == "reconnecting-websocket":
+        if policy == "reconnecting-websocket":
             if not hasattr(self, "first_delay_s"):
                 self.first_delay_s = 1.0 + random.uniform(0.0, 4.0)
             return reconnecting_websocket_backoff(attempt, self.first_delay_s)

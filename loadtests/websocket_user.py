@@ -12,7 +12,6 @@ from loadtests.users import ReactorPushUser
 
 class WebSocketUser(ReactorPushUser):
     connect_name = "websocket connect"
-    backoff_policy = "reconnecting-websocket"
 
     def make_client(self, after: int | None = None) -> LeanWebSocket:
         path = "/ws" if after is None else f"/ws?after={after}"

@@ -470,7 +470,7 @@ def run_cell(
     )  # fmt: skip
     summary["contention"] = shared
     if storm is not None:
-        summary["storm"] = storm_figures(storm, merged, start, end, window)
+        summary["recovery"] = storm_figures(storm, merged, start, end, window)
     write_json(cell_dir / "summary.json", summary)
     return summary
 
@@ -761,6 +761,7 @@ def churn_figures(cell: Cell, merged: dict, published: dict | None) -> dict:
         "churn_every": cell.churn_every,
         "churn_downtime": cell.churn_downtime,
         "resume": cell.resume,
+        "storm": cell.storm,
         "reconnects": merged["reconnects"],
     }
     if not (cell.churn_every or cell.storm):

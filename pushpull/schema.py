@@ -9,7 +9,7 @@ Version history:
        (several server processes on a Redis queue; the server's CPU includes Redis's)
     4  churn: `churn_every`, `churn_downtime`, `resume`, `reconnects`, `gap_owed`, `gap_lost`,
        `gap_lost_share`, `connect_us`, `catchup_us`, `caught_up`, `catchup_latency_us`;
-       `storm` (every connection dropped at once: recovery times and curves)
+       `storm`, `recovery` (every connection dropped at once: recovery times and curves)
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class CellSummary:
     catchup_us: Tail | None = None  # reconnect begun -> every missed event received
     caught_up: int = 0  # reconnects that got every missed event
     catchup_latency_us: LatencySummary | None = None  # of missed events received on return
-    storm: dict | None = None  # `pushpull storm`: the drop and the recovery (docs/results.md)
+    storm: bool = False  # `pushpull storm`: every connection dropped at once mid-window
+    recovery: dict | None = None  # after that drop: times, curves, CPU (docs/results.md)
 
     def to_json(self) -> dict:
         return asdict(self)

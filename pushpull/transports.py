@@ -18,6 +18,14 @@ import importlib
 from dataclasses import dataclass, field
 
 PUSH, POLL = "push", "poll"
+# How a client of each kind waits before reconnecting after its server dropped it (the storm):
+# what the real client library does by default (loadtests/users.py implements each).
+BACKOFFS = {
+    "socket.io-client": "1 s doubling to 5 s, each +-50% at random (socket.io-client's defaults)",
+    "reconnecting-websocket": "1-5 s at random per client, x1.3 per attempt to 10 s "
+    "(the npm reconnecting-websocket's defaults; the browser's WebSocket has none)",
+    "EventSource": "3 s every attempt, no jitter (Chromium's default reconnection time)",
+}
 DIMENSIONS = ("poll_interval", "client")  # the per-transport sweep dimensions
 
 
@@ -51,6 +59,7 @@ class Transport:
     counts_requests: bool = True  # whether HTTP requests per delivery mean something
     baseline: bool = False  # the push transport the findings compare every other one against
     resumes: bool = True  # a client coming back gets what it missed, by the protocol's design
+    backoff: str = "socket.io-client"  # a key of BACKOFFS: its reconnect policy after a drop
 
     @property
     def default_client(self) -> str:
@@ -108,6 +117,7 @@ REGISTRY: tuple[Transport, ...] = (
         probe="pushpull.probes:WebSocketProbe",
         counts_requests=False,
         resumes=False,
+        backoff="reconnecting-websocket",
     ),
     Transport(
         name="sse",
@@ -119,6 +129,7 @@ REGISTRY: tuple[Transport, ...] = (
         does="one streamed response (Server-Sent Events), `Last-Event-ID` resume",
         clients={"lean": ClientVariant("loadtests.http_users:SSEUser")},
         probe="pushpull.probes:SSEProbe",
+        backoff="EventSource",
     ),
     Transport(
         name="longpoll",
