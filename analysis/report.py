@@ -125,7 +125,9 @@ def churn_table(cells: list[dict]) -> str:
 def backoff_words(cells: list[dict]) -> str:
     names = transport_order(c["transport"] for c in cells if c.get("storm"))
     return "; ".join(
-        f"{name}: {transports.BACKOFFS[transports.get(name).backoff]}" for name in names
+        f"{name} as {transports.get(name).backoff}, "
+        f"{transports.BACKOFFS[transports.get(name).backoff]}"
+        for name in names
     )
 
 

@@ -116,3 +116,34 @@ def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(
     else:
         assert cell["gap_lost"] == 0 and cell["caught_up"] > 0
         assert cell["catchup_latency_us"]["count"] > 0
+
+
+def test_storm_on_a_few_clients(tmp_path):
+    """`pushpull storm`: every connection dropped at once; Socket.IO clients (socket.io-client's
+    0.5-1.5 s first wait) and SSE clients (EventSource's 3 s) all come back within the window;
+    SSE catches up on everything published meanwhile, Socket.IO without resume never does."""
+    result = pushpull(
+        "storm", "--transports", "socketio,sse", "--clients", "3", "--rate", "10",
+        "--before", "1", "--after", "5", "--out", str(tmp_path), "--allow-concurrent",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]
+    cells = {c["transport"]: c for c in json.loads((run / "summary.json").read_text())["cells"]}
+    for transport, cell in cells.items():
+        recovery = cell["recovery"]
+        assert cell["storm"] is True
+        assert recovery["clients_dropped"] == 3 and recovery["never_back"] == 0, recovery
+        assert recovery["dropped"] >= 3, "the servers closed every client connection"
+        back = recovery["reconnected_s"]
+        assert 0 < back["p50"] <= back["p100"] < 5, (transport, back)
+        assert cell["lost"] == 0 and cell["gap_owed"] > 0
+    sse, socketio = cells["sse"], cells["socketio"]
+    assert 2.9 <= sse["recovery"]["reconnected_s"]["p50"], "EventSource waits 3 s"
+    assert sse["gap_lost"] == 0 and sse["recovery"]["never_caught_up"] == 0
+    assert socketio["resume"] is False
+    assert socketio["gap_lost"] == socketio["gap_owed"]
+    assert socketio["recovery"]["never_caught_up"] == 3
+    assert (run / "charts" / "storm.png").exists()
+    assert "Reconnect storm" in (run / "summary.md").read_text()
+    report = (run / "report.html").read_text()
+    assert 'id="storm"' in report and "EventSource" in report

@@ -56,6 +56,15 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--loadgen-workers", "2", "--loadgen-procs", "2"], ["--loadgen-workers", "not both"]),
         (["--master-port", "0"], ["--master-port", "1-65535"]),
         (["--target", "ftp://x"], ["--target", "'ftp://x'", "http://HOST:PORT"]),
+        (["--churn-every", "soon"], ["--churn-every", "'soon'", "mean seconds"]),
+        (["--churn-every", "0.01"], ["--churn-every", "too often", "0.1 to 3600"]),
+        (["--churn-every", "-5"], ["--churn-every", "-5", "at least 0"]),
+        (["--churn-downtime", "x"], ["--churn-downtime", "'x'"]),
+        (["--resume", "maybe"], ["--resume", "'maybe'", "off or on"]),
+        (
+            ["--churn-every", "5", "--transports", "socketio", "--client", "python-socketio"],
+            ["--churn-every", "lean clients", "python-socketio"],
+        ),
         (
             [
                 "--target",
@@ -86,6 +95,20 @@ def test_bench_rejects_bad_input(tmp_path, args, needles):
 )
 def test_capacity_rejects_bad_input(tmp_path, args, needles):
     assert_one_line_error(pushpull("capacity", "--out", str(tmp_path), *args, timeout=60), *needles)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--before", "-1"], ["--before", "-1", "above 0"]),
+        (["--after", "forever"], ["--after", "'forever'"]),
+        (["--transports", "telegraph"], ["--transports", "'telegraph'"]),
+        (["--resume", "both"], ["--resume", "'both'", "off or on"]),
+    ],
+)
+def test_storm_rejects_bad_input(tmp_path, args, needles):
+    assert_one_line_error(pushpull("storm", "--out", str(tmp_path), *args, timeout=60), *needles)
     assert not any(tmp_path.iterdir())
 
 
