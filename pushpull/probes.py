@@ -61,14 +61,15 @@ class Probe:
 
 
 class SocketIOProbe(Probe):
-    """python-socketio's SimpleClient on one Engine.IO transport (websocket or polling)."""
+    """python-socketio's SimpleClient on one Engine.IO transport (websocket or polling);
+    `auth` goes with the connect (`{"after": SEQ}` resumes after SEQ)."""
 
-    def __init__(self, url: str, engineio_transport: str) -> None:
+    def __init__(self, url: str, engineio_transport: str, auth: dict | None = None) -> None:
         import socketio
 
         self.client = socketio.SimpleClient()
         try:
-            self.client.connect(url, transports=[engineio_transport], wait_timeout=10)
+            self.client.connect(url, transports=[engineio_transport], wait_timeout=10, auth=auth)
             name, welcome = self.client.receive(timeout=5)
         except Exception:
             self.client.disconnect()

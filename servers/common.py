@@ -7,6 +7,7 @@ Nothing here knows about the harness: servers and harness meet only over docs/pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -202,6 +203,22 @@ class EventLog:
     def newest_json(self) -> str:
         """The JSON text of the event just published (encoded once, sent to every client)."""
         return self._events[-1][1]
+
+    def resume_point(self, value: object, name: str) -> int:
+        """A resume point given as a JSON value (Socket.IO's `auth.after`): an integer from 0 to
+        the last seq, else BadRequest with a one-line reason."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                shown = json.dumps(value)
+            except (TypeError, ValueError, RecursionError):
+                shown = type(value).__name__
+            if len(shown) > 40:
+                shown = shown[:37] + "..."
+            raise BadRequest(f"{name} must be an integer, got {shown}")
+        if value < 0:
+            raise BadRequest(f"{name} must be >= 0, got {value}")
+        self.check_after(value, name)
+        return value
 
     def check_after(self, after: int, name: str) -> None:
         """A resume point beyond the last seq is a client's mistake (a server restarted under
@@ -406,16 +423,58 @@ def counting_socket_class(counters: Counters) -> type:
 class NoDelayWSGIServer(pywsgi.WSGIServer):
     """pywsgi writes headers and body in two sends; with Nagle on, each response then waits ~40 ms
     for the client's delayed ACK. Setting TCP_NODELAY on every accepted socket removes that.
-    Accepted sockets are re-wrapped so the bytes crossing them are counted."""
+    Accepted sockets are re-wrapped so the bytes crossing them are counted, and registered while
+    their handler runs (each in its own greenlet), so that `POST /admin/drop` (with `admin`) can
+    cut them all at once, whatever transport they carry."""
 
-    def __init__(self, *args, counters: Counters, **kwargs):
+    def __init__(self, *args, counters: Counters, admin: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._socket_class = counting_socket_class(counters)
+        self._live: dict[gevent.Greenlet, socket.socket] = {}  # handler greenlet -> its socket
+        if admin:
+            self.application = admin_routes(self.application, self.drop_connections, counters)
 
     def handle(self, sock, address):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         counted = self._socket_class(fileno=sock.detach())
-        return super().handle(counted, address)
+        handler = gevent.getcurrent()
+        self._live[handler] = counted
+        try:
+            return super().handle(counted, address)
+        finally:
+            self._live.pop(handler, None)
+
+    def drop_connections(self) -> int:
+        """Shut down every accepted connection but the calling handler's own, at once (no yield
+        in between); returns how many. Each handler then sees its connection end and cleans up."""
+        current = gevent.getcurrent()
+        dropped = [sock for handler, sock in self._live.items() if handler is not current]
+        self._live = {handler: sock for handler, sock in self._live.items() if handler is current}
+        for sock in dropped:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return len(dropped)
+
+
+def admin_routes(app: Callable, drop_connections: Callable[[], int], counters: Counters):
+    """WSGI middleware for benchmarks (`--admin`): `POST /admin/drop` shuts down every client
+    connection but its own and answers `{"dropped": N}`; every other request goes to `app`."""
+
+    def wsgi(environ, start_response):
+        if environ.get("PATH_INFO") != "/admin/drop":
+            return app(environ, start_response)
+        counters.requests += 1
+        if environ.get("REQUEST_METHOD") != "POST":
+            status, headers = "405 METHOD NOT ALLOWED", [("Allow", "POST")]
+            body = {"error": "POST /admin/drop drops every client connection"}
+        else:
+            status, headers, body = "200 OK", [], {"dropped": drop_connections()}
+        data = json.dumps(body).encode()
+        headers += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response(status, headers)
+        return [data]
+
+    return wsgi
 
 
 class QuietErrorLog:
@@ -486,6 +545,11 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         type=retain_bytes_value,
         default=RETAINED_BYTES,
         help=f"and at most this many bytes of their JSON (default {RETAINED_BYTES})",
+    )
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="for benchmarks: serve POST /admin/drop, which drops every client connection at once",
     )
     return parser
 
@@ -600,6 +664,7 @@ def serve(
         error_log=QuietErrorLog(),
         environ={"SERVER_NAME": host},
         counters=counters,
+        admin=getattr(args, "admin", False),
     )
     bound_port = listener.getsockname()[1]
     background = []

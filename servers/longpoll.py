@@ -104,7 +104,7 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
         state = [cursor, sock]
         streams[id(state)] = state
         try:
-            welcome = {"last_seq": cursor, "pid": pid}
+            welcome = {"last_seq": cursor, "head": log.last_seq, "pid": pid}
             if log.truncated(cursor):  # a resume asking for events no longer retained
                 welcome["truncated"] = True
             welcome = json.dumps(welcome)

@@ -3,7 +3,8 @@ same library Flask-SocketIO's websocket transport runs on), with no Socket.IO or
 framing: what Socket.IO's protocol layers cost over WebSocket itself.
 
 `GET /ws` upgrades; the server sends a welcome frame, then every event (ticks and chat messages)
-as one JSON text frame, the event's JSON exactly as the event log holds it. A text frame a client
+as one JSON text frame, the event's JSON exactly as the event log holds it. `GET /ws?after=N`
+resumes: the retained events after N come first, right behind the welcome. A text frame a client
 sends is a chat message, published and broadcast to everyone. See docs/protocol.md.
 
     python -m servers.websocket --host 127.0.0.1 --port 5003 --rate 2
@@ -23,7 +24,7 @@ from collections import deque
 import gevent
 import gevent.event
 import gevent.selectors
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_sock import Sock
 from wsproto.events import TextMessage
 
@@ -39,6 +40,7 @@ from servers.common import (
     json_error,
     main_of,
     origin_allowed,
+    parse_int_arg,
 )
 from servers.queue import Queue
 
@@ -49,13 +51,14 @@ class Peer:
     """One connected client: its simple-websocket connection, the raw (non-blocking) socket
     under it, and what could not be sent yet."""
 
-    __slots__ = ("ws", "raw", "backlog", "backlog_bytes", "writer", "dropped")
+    __slots__ = ("ws", "raw", "backlog", "backlog_bytes", "limit", "writer", "dropped")
 
     def __init__(self, ws) -> None:
         self.ws = ws
         self.raw = ws.sock._sock  # gevent's wrapper holds the real, non-blocking socket
         self.backlog: deque[bytes] = deque()
         self.backlog_bytes = 0
+        self.limit = SLOW_CLIENT_BYTES  # more backlog than this: dropped (a replay raises it)
         self.writer: gevent.Greenlet | None = None
         self.dropped = False
 
@@ -83,11 +86,18 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
     sock = Sock(app)
 
     @app.before_request
-    def refuse_foreign_origins():
-        if request.path == "/ws" and not origin_allowed(
+    def check_websocket_request():
+        """Before the upgrade: another site's page is refused (403), and a resume point `after`
+        must be an integer from 0 to the last seq (400)."""
+        if request.path != "/ws":
+            return None
+        if not origin_allowed(
             request.headers.get("Origin"), request.environ, app.config.get("ALLOWED_ORIGINS", [])
         ):
             return json_error(403, f"origin {request.headers.get('Origin')} may not open /ws")
+        g.after = parse_int_arg("after", default=None, minimum=0)
+        if g.after is not None:
+            log.check_after(g.after, "after")
         return None
 
     pid = os.getpid()
@@ -128,7 +138,7 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
             data = data[sent:]
         peer.backlog.append(data)
         peer.backlog_bytes += len(data)
-        if peer.backlog_bytes > SLOW_CLIENT_BYTES:
+        if peer.backlog_bytes > peer.limit:
             drop(peer)
         elif peer.writer is None:
             peer.writer = gevent.spawn(write_backlog, peer)
@@ -140,6 +150,8 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
                 peer.ws.sock.sendall(chunk)  # blocks this greenlet only; counted by the socket
                 peer.backlog.popleft()
                 peer.backlog_bytes -= len(chunk)
+                if peer.backlog_bytes <= SLOW_CLIENT_BYTES:  # a replay's backlog has drained
+                    peer.limit = SLOW_CLIENT_BYTES
         except OSError:
             drop(peer, slow=False)
         finally:
@@ -153,12 +165,34 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
 
     log.listeners.append(broadcast)
 
+    def welcome(peer: Peer, after: int | None) -> None:
+        """The welcome frame, then, for a resume after `after`, the retained events since then:
+        called with no yield after the peer is registered, so the replay ends at the welcome's
+        head and every later event follows it live. The replay's backlog is not held against
+        the slow-client bound until it has drained (the bound is counted on top of it)."""
+        head = log.last_seq
+        message = {"type": "welcome", "last_seq": head, "head": head, "pid": pid}
+        replay: list[str] = []
+        if after is not None:
+            replay, truncated = log.since(after)
+            message["last_seq"] = after
+            if truncated:
+                message["truncated"] = True
+        deliver(peer, json.dumps(message))
+        if not replay:
+            return
+        peer.limit = 2**62  # no bound while the replay is queued
+        for text in replay:
+            deliver(peer, text)
+        counters.events_sent += len(replay)
+        peer.limit = SLOW_CLIENT_BYTES + peer.backlog_bytes
+
     @sock.route("/ws")
     def websocket(ws) -> None:
         peer = Peer(ws)
-        connections.add(peer)  # registered and welcomed with no yield between: no event is
-        counters.clients += 1  # sent before the welcome, and none after it is missed
-        deliver(peer, json.dumps({"type": "welcome", "last_seq": log.last_seq, "pid": pid}))
+        connections.add(peer)  # registered and welcomed (and replayed to) with no yield
+        counters.clients += 1  # between: no event is sent before the welcome, none is missed
+        welcome(peer, g.after)  # and none is sent twice
         try:
             while True:
                 text = ws.receive()
