@@ -5,7 +5,6 @@ without resume where the transport has the choice."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, rank, save_figure  # noqa: E402
+from analysis.style import color, rank, save_figure  # noqa: E402
 
 
 def churn_cells(cells: list[dict]) -> list[dict]:
@@ -79,6 +78,7 @@ def churn_notes(cells: list[dict]) -> list[str]:
     """One sentence per churn setting: each transport's gap loss, with and without resume."""
     notes = []
     groups: dict[tuple, list[dict]] = {}
+    costs = resume_costs(churn_cells(cells))
     for cell in churn_cells(cells):
         if cell.get("gap_owed") is None:
             continue
@@ -97,7 +97,26 @@ def churn_notes(cells: list[dict]) -> list[str]:
             f"({rate:g} events/s), the events published while a client was away that it never "
             f"received: {'; '.join(parts)}."
         )
+    if costs:
+        notes.append(
+            "What resume costs the server, CPU per delivery without -> with it: "
+            + "; ".join(costs)
+            + " (one run each: compare with the noise band before reading much into it)."
+        )
     return notes
+
+
+def resume_costs(cells: list[dict]) -> list[str]:
+    pairs: dict[tuple, dict] = {}
+    for cell in cells:
+        if cell.get("resume") is not None and cell.get("server_cpu_us_per_delivery") is not None:
+            key = (cell["transport"], cell["clients"], cell["churn_every"], cell["rate"])
+            pairs.setdefault(key, {})[cell["resume"]] = cell["server_cpu_us_per_delivery"]
+    return [
+        f"{transport} at {clients} clients {both[False]:.0f} -> {both[True]:.0f} us"
+        for (transport, clients, _every, _rate), both in pairs.items()
+        if len(both) == 2
+    ]
 
 
 def plot_churn(run: Run, out: Path) -> Path | None:
@@ -113,11 +132,7 @@ def plot_churn(run: Run, out: Path) -> Path | None:
     ]
     fig, (loss_ax, time_ax) = plt.subplots(1, 2, figsize=(13, 5.4))
     names = [
-        textwrap.fill(
-            label(c["transport"]) + ("" if c.get("resume") is None else f", {resume_words(c)}"),
-            18,
-        )
-        for c in chosen
+        c["transport"] + ("" if c.get("resume") is None else f"\n{resume_words(c)}") for c in chosen
     ]
     xs = range(len(chosen))
     for x, cell in zip(xs, chosen):
