@@ -29,7 +29,7 @@ def name_of(cell: dict) -> str:
 
 
 def seconds(value) -> str:
-    return "never" if value is None else f"{value:.2f}"
+    return "never" if value is None else f"{value:.3f}"
 
 
 HEADER = [
@@ -91,7 +91,7 @@ def plot_storm(run: Run, out: Path) -> Path | None:
     if not cells:
         return None
     clients = max(c["clients"] for c in cells)
-    fig, ax = plt.subplots(figsize=(13, 5.6))
+    fig, ax = plt.subplots(figsize=(11, 6.4))
     longest = 0.0
     for cell in (c for c in cells if c["clients"] == clients):
         curve = cell["recovery"]["curve"]
@@ -115,13 +115,14 @@ def plot_storm(run: Run, out: Path) -> Path | None:
     ax.set_xlabel("seconds since every connection was dropped")
     ax.set_ylabel("share of dropped clients (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=2, frameon=False)
     ax.set_title(
         f"Reconnect storm: {clients} clients dropped at once; solid = welcomed again, dashed = "
         "every missed event received",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(labels) + 1) // 2), 1, 1))
     path = out / "storm.png"
     save_figure(fig, path)
     plt.close(fig)
