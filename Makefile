@@ -23,7 +23,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf capacity plot report compare gallery noise demo test lint clean
+.PHONY: setup bench perf capacity storm churn plot report compare gallery noise demo test lint clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -66,6 +66,13 @@ CAP_TRANSPORTS ?= socketio websocket sse longpoll shortpoll socketio-polling
 capacity: $(STAMP)
 	$(BIN)/pushpull capacity --transports "$(call list,$(CAP_TRANSPORTS))" --slo-p99 "$(SLO_P99)" \
 		--start 250 --step 500 --max "$(CAP_MAX)" --duration 8 --out "$(OUT)"
+
+storm: $(STAMP)
+	$(BIN)/pushpull storm --transports socketio,sse,longpoll --clients 1000 --out "$(OUT)"
+
+churn: $(STAMP)
+	$(BIN)/pushpull bench --transports socketio,websocket,sse,longpoll --clients 100 \
+		--churn-every 5 --churn-downtime 1 --rate 5 --resume off,on --out "$(OUT)"
 
 plot: $(STAMP)
 	$(BIN)/pushpull plot $(OUT)/latest
