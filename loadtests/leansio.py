@@ -40,7 +40,11 @@ OnEvent = Callable[[str, object, int], None]
 
 
 class SocketIOError(ConnectionFailed):
-    """The server refused or broke the Socket.IO connection."""
+    """The server refused or broke the Socket.IO connection; `data` is a refusal's payload."""
+
+    def __init__(self, message: str, data: object = None) -> None:
+        super().__init__(message)
+        self.data = data
 
 
 class SocketIOPackets:
@@ -86,7 +90,7 @@ class SocketIOPackets:
             self.sid = (packet.data or {}).get("sid")
             self.connected = True
         elif packet.packet_type == sio.CONNECT_ERROR:
-            raise SocketIOError(f"Socket.IO connect refused: {packet.data}")
+            raise SocketIOError(f"Socket.IO connect refused: {packet.data}", packet.data)
         elif packet.packet_type == sio.DISCONNECT:
             return False
         return True
@@ -121,6 +125,8 @@ class LeanSocketIO(SocketIOPackets, WebSocketConnection):
         try:
             self.open()
             self.receive_until(lambda: self.connected, "Socket.IO connect")
+        except SocketIOError:
+            raise
         except ConnectionFailed as exc:
             raise SocketIOError(str(exc)) from None
 

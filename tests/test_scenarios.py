@@ -65,7 +65,7 @@ def test_rate_sweep_is_factorial_and_charted(tmp_path):
 
 def test_payload_bytes_show_up_on_the_wire(tmp_path):
     result = pushpull(
-        "bench", "--transports", "socketio,sse", "--clients", "2", "--rate", "5",
+        "bench", "--transports", "socketio,sse", "--clients", "2", "--rate", "20",
         "--payload-bytes", "0,3000", "--out", str(tmp_path), "--no-plot", *QUICK,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -73,7 +73,9 @@ def test_payload_bytes_show_up_on_the_wire(tmp_path):
     for transport in ("socketio", "sse"):
         small, big = by_key[(transport, 0)], by_key[(transport, 3000)]
         grown = big["bytes_out_per_delivery"] - small["bytes_out_per_delivery"]
-        assert 2900 < grown < 3300, (transport, grown)  # measured on the sockets, framing included
+        # measured on the sockets, framing included; 80 deliveries a cell, so an event sent
+        # between the window's end and the last /stats read moves this by < 80 bytes
+        assert 2900 < grown < 3300, (transport, grown)
 
 
 def test_capacity_search_on_tiny_bounds(tmp_path):
