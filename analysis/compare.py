@@ -20,6 +20,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, load_run, point_key  # noqa: E402
 from analysis.style import plain_number, save_figure  # noqa: E402
+from pushpull.intervals import overlap  # noqa: E402
 
 FIGURES = [
     ("p50", "p50 latency", lambda c: c["latency_us"]["p50"]),
@@ -83,10 +84,18 @@ def compare_rows(a: Run, b: Run) -> list[dict]:
                 continue
             band = bands.get(key, {}).get(name, NOISE_BAND[name])
             ratio = after / before
+            # the band is a max/min spread, so it holds ratios between 1/(1+band) and 1+band
+            inside = 1 / (1 + band) <= ratio <= 1 + band
+            # a latency difference is real only when the intervals over events agree too
+            overlapping = None
+            if name in ("p50", "p99"):
+                overlapping = overlap(
+                    (a_points[key].get("latency_ci_us") or {}).get(name),
+                    (cell.get("latency_ci_us") or {}).get(name),
+                )
             row["figures"][name] = {
                 "title": title, "a": before, "b": after, "ratio": ratio, "band": band,
-                # the band is a max/min spread, so it holds ratios between 1/(1+band) and 1+band
-                "noise": 1 / (1 + band) <= ratio <= 1 + band,
+                "noise": inside or bool(overlapping), "intervals_overlap": overlapping,
                 "band_source": "repeats" if name in bands.get(key, {}) else "default",
             }  # fmt: skip
         rows.append(row)
@@ -99,7 +108,8 @@ def compare_markdown(a: Run, b: Run, rows: list[dict]) -> str:
         "",
         "Ratio = B / A for cells measured in both runs. *within noise* when the difference is inside "
         "the run-to-run band (from the runs' own repeats where they have them, otherwise the default "
-        "band of docs/noise.md).",
+        "band of docs/noise.md) or, for p50 and p99, when the two cells' 95% intervals over events "
+        "overlap (docs/intervals.md): a difference is called real only when both say so.",
         "",
         "| cell | " + " | ".join(title for _, title, _ in FIGURES) + " |",
         "|---|" + "---|" * len(FIGURES),
@@ -114,6 +124,10 @@ def compare_markdown(a: Run, b: Run, rows: list[dict]) -> str:
                 verdict = (
                     "within noise" if f["noise"] else ("higher" if f["ratio"] > 1 else "lower")
                 )
+                if f.get("intervals_overlap") and not (
+                    1 / (1 + f["band"]) <= f["ratio"] <= 1 + f["band"]
+                ):
+                    verdict += ", intervals overlap"
                 cells.append(f"{f['ratio']:.2f}x ({verdict}, band ±{100 * f['band']:.0f}%)")
         lines.append(f"| {row['cell']} | " + " | ".join(cells) + " |")
     unmatched = sorted({point_key(c) for c in a.cells} ^ {point_key(c) for c in b.cells})

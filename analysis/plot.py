@@ -68,6 +68,14 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
             for stat, marker in zip(("p50", "p99"), markers[key]):
                 y = [c["latency_us"][stat] / 1000 for c in cells]
                 ax.plot(x, y, linestyle=LINESTYLES[stat], color=color(key[0]), linewidth=1.8)
+                bars = [((c.get("latency_ci_us") or {}).get(stat), yi) for c, yi in zip(cells, y)]
+                if any(ci for ci, _ in bars):  # the 95% interval over events (docs/intervals.md)
+                    low = [yi - ci[0] / 1000 if ci else 0 for ci, yi in bars]
+                    high = [ci[1] / 1000 - yi if ci else 0 for ci, yi in bars]
+                    ax.errorbar(
+                        x, y, yerr=[[max(0, v) for v in low], [max(0, v) for v in high]],
+                        fmt="none", ecolor=color(key[0]), elinewidth=1.2, capsize=3, alpha=0.8,
+                    )  # fmt: skip
                 for xi, yi, c in zip(x, y, cells):
                     bound = bool(c.get("client_bound"))
                     any_bound |= bound
@@ -118,6 +126,10 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
         )
         for s in ("p50", "p99")
     ]
+    handles.append(
+        Line2D([], [], color="black", marker="|", markersize=10, linestyle="",
+               label="bars: 95% interval over events")
+    )  # fmt: skip
     if any_bound:
         handles.append(
             Line2D(

@@ -43,7 +43,7 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bott
 figcaption { font-weight: 600; margin-bottom: 0.4em; } table { border-collapse: collapse; font-size: 13px; width: 100%; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; } th { background: #f4f4f4; }
 td:first-child, th:first-child { text-align: left; } .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.3em; }
-.flag { color: #b00; } details { margin: 1em 0; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 12px; }
+.flag { color: #b00; } .ci { color: #666; font-size: 0.85em; } details { margin: 1em 0; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 12px; }
 li { margin: 0.35em 0; }
 """
 
@@ -54,7 +54,11 @@ def embedded_png(path: Path) -> str:
 
 def cell_value(cell: dict, key: str) -> str:
     lat = cell["latency_us"]
-    if key in ("p50", "p90", "p99", "p999"):
+    if key in ("p50", "p99"):  # with the 95% interval over events (docs/intervals.md)
+        ci = (cell.get("latency_ci_us") or {}).get(key)
+        interval = f' <span class="ci">[{ms_text(ci[0])}, {ms_text(ci[1])}]</span>' if ci else ""
+        return ms_text(lat[key]) + interval
+    if key in ("p90", "p999"):
         return ms_text(lat[key])
     if key == "transport":
         extra = cell_variants(cell)

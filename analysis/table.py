@@ -14,6 +14,13 @@ def num(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def with_interval(cell: dict, stat: str) -> str:
+    """'12.3 [11.8, 13.0]': the figure and its 95% interval over events, in ms."""
+    ci = (cell.get("latency_ci_us") or {}).get(stat)
+    text = ms(cell["latency_us"][stat])
+    return f"{text} [{ms(ci[0])}, {ms(ci[1])}]" if ci else text
+
+
 def cell_rows(cells: list[dict]) -> list[list[str]]:
     ordered = sorted(
         cells,
@@ -34,9 +41,9 @@ def cell_rows(cells: list[dict]) -> list[list[str]]:
                 transport,
                 str(c["clients"]),
                 f"{c['rate']:g}",
-                ms(lat["p50"]),
+                with_interval(c, "p50"),
                 ms(lat["p90"]),
-                ms(lat["p99"]),
+                with_interval(c, "p99"),
                 ms(lat["p999"]),
                 ms(lat["max"]),
                 f"{c['received']}/{c['expected']}",
@@ -52,7 +59,8 @@ def cell_rows(cells: list[dict]) -> list[list[str]]:
 
 
 HEADER = [
-    "transport", "clients", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+    "transport", "clients", "rate/s", "p50 ms [95% interval]", "p90 ms",
+    "p99 ms [95% interval]", "p99.9 ms", "max ms",
     "received/expected", "lost", "dup", "req/delivery", "bytes/delivery",
     "server CPU us/delivery", "loadgen CPU %",
 ]  # fmt: skip

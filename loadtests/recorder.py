@@ -14,6 +14,7 @@ File format (`loadgen-<pid>.json`, one per load-generator process, version 3):
      "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
      "timelines": [{"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]}, ...],
      "reconnects",                 # churn reconnects begun inside the window
+     "per_event": {seq: [[bucket index, count], ...]},   # each window event's deliveries
      "recoveries": [[dropped_ns, back_ns, caught_up_ns], ...],   # after server drops (storm),
                                    # on the server's clock; null where it never happened
      "gaps": [[lo, hi, [missing seq, ...]], ...],   # per reconnect: seqs (lo, hi] published
@@ -57,13 +58,13 @@ _HALF_MAG_PLUS_1 = _HALF_MAG + 1
 _HALF_COUNT = _LAYOUT.sub_bucket_half_count
 
 
-def record_us(histogram: HdrHistogram, value_us: int) -> None:
+def record_us(histogram: HdrHistogram, value_us: int) -> int:
     """Record, clamped to the trackable range (a same-host latency can come out 0 us).
 
     The same arithmetic as `HdrHistogram.record_value` (bucket from the value's bit length,
     sub-bucket by shift), inlined: it runs twice per delivery, and the library's five method
     calls per value cost ~2.4 us here against ~0.7 us. tests/test_recorder.py checks that both
-    give identical histograms over the whole range."""
+    give identical histograms over the whole range. Returns the bucket's index."""
     if value_us < HIST_LOWEST_US:
         value_us = HIST_LOWEST_US
     elif value_us > HIST_HIGHEST_US:
@@ -77,6 +78,7 @@ def record_us(histogram: HdrHistogram, value_us: int) -> None:
         h.min_value = value_us
     if value_us > h.max_value:
         h.max_value = value_us
+    return index
 
 
 def parse_event(text: str) -> dict:
@@ -297,6 +299,9 @@ class Recorder:
     clients: int = 0
     reconnects: int = 0  # churn reconnects begun inside the window
     recoveries: list[list] = field(default_factory=list)  # [dropped, back, caught up] ns each
+    # per window event, its deliveries' latency buckets {seq: {bucket index: count}}: the unit
+    # the confidence intervals resample (pushpull/intervals.py, docs/intervals.md)
+    per_event: dict[int, dict[int, int]] = field(default_factory=dict)
     gaps: list[tuple] = field(default_factory=list)  # (tracker, lo, hi) per reconnect
     clients_at_window_start: int | None = None
     clock_offset_ns: int = 0  # measured: server clock - this process's clock
@@ -360,7 +365,11 @@ class Recorder:
             record_us(self.histograms["warmup"], latency_us)
         elif end is None or t_pub <= end:
             self.received += 1
-            record_us(self.histograms["latency"], latency_us)
+            index = record_us(self.histograms["latency"], latency_us)
+            buckets = self.per_event.get(event["seq"])
+            if buckets is None:
+                buckets = self.per_event[event["seq"]] = {}
+            buckets[index] = buckets.get(index, 0) + 1
             record_us(self.histograms["from_schedule"], (t_recv_ns - event["t_sched"]) // 1000)
         return latency_us
 
@@ -420,6 +429,7 @@ class Recorder:
             "errors": self.errors,
             "reconnects": self.reconnects,
             "recoveries": self.recoveries,
+            "per_event": {str(seq): list(b.items()) for seq, b in self.per_event.items()},
             "gaps": [[lo, hi, tracker.missing_in(lo, hi)] for tracker, lo, hi in self.gaps],
             "clients_at_window_start": self.clients_at_window_start,
             "clock": {
@@ -491,6 +501,7 @@ def merge_process_files(paths: list[Path]) -> dict:
         "errors": 0,
         "reconnects": 0,
         "recoveries": [],
+        "per_event": {},
         "gaps": [],
         "clients_at_window_start": 0,
         "histograms": {name: new_histogram() for name in HISTOGRAMS},
@@ -515,6 +526,10 @@ def merge_process_files(paths: list[Path]) -> dict:
             merged[key] += data[key]
         merged["gaps"].extend(data["gaps"])
         merged["recoveries"].extend(data["recoveries"])
+        for seq, buckets in data["per_event"].items():
+            into = merged["per_event"].setdefault(int(seq), {})
+            for index, count in buckets:
+                into[index] = into.get(index, 0) + count
         merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
         merged["segments"].extend(data["segments"])
         loop_lag = HdrHistogram.decode(data["histograms"]["loop_lag"].encode("ascii"))

@@ -24,6 +24,7 @@ import psutil
 from loadtests.recorder import HISTOGRAMS, expected_deliveries, gap_figures, merge_process_files
 from pushpull.config import BenchConfig, Cell
 from pushpull.cputime import cpu_seconds
+from pushpull.intervals import latency_intervals
 from pushpull.manifest import PROJECT_ROOT, write_json
 from pushpull.mq import QueueUnavailable, Redis, redacted
 from pushpull.procs import (
@@ -700,6 +701,7 @@ def summarize(
         window={"start_ns": window["start_ns"], "end_ns": window["end_ns"]},
         clients_connected=merged["clients_at_window_start"],
         latency_us=latency_summary(merged["histograms"]["latency"]),
+        latency_ci_us=latency_intervals(merged["per_event"]),
         latency_from_schedule_us=latency_summary(merged["histograms"]["from_schedule"]),
         warmup_latency_us=latency_summary(merged["histograms"]["warmup"]),
         published=published["count"] if published is not None else None,

@@ -9,7 +9,8 @@ Version history:
        (several server processes on a Redis queue; the server's CPU includes Redis's)
     4  churn: `churn_every`, `churn_downtime`, `resume`, `reconnects`, `gap_owed`, `gap_lost`,
        `gap_lost_share`, `connect_us`, `catchup_us`, `caught_up`, `catchup_latency_us`;
-       `storm`, `recovery` (every connection dropped at once: recovery times and curves)
+       `storm`, `recovery` (every connection dropped at once: recovery times and curves);
+       `latency_ci_us` (95% intervals of p50/p90/p99/p99.9, a bootstrap over events)
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class CellSummary:
     catchup_us: Tail | None = None  # reconnect begun -> every missed event received
     caught_up: int = 0  # reconnects that got every missed event
     catchup_latency_us: LatencySummary | None = None  # of missed events received on return
+    latency_ci_us: dict | None = None  # 95% interval of each percentile, over events
     storm: bool = False  # `pushpull storm`: every connection dropped at once mid-window
     recovery: dict | None = None  # after that drop: times, curves, CPU (docs/results.md)
 
