@@ -58,6 +58,10 @@ def test_smoke_sweep_produces_summary_and_charts(tmp_path):
         assert cell["received"] == cell["latency_us"]["count"] == cell["expected"]
         lat = cell["latency_us"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"] < 5_000_000
+        ci = cell["latency_ci_us"]  # over the window's ~8 events, each a whole burst
+        assert ci["events"] >= 6
+        for stat in ("p50", "p90", "p99", "p999"):
+            assert lat["min"] <= ci[stat][0] <= lat[stat] <= ci[stat][1] <= lat["max"], stat
         assert (cell["requests_per_delivery"] is None) == (cell["transport"] == "socketio")
         assert (cell["poll_interval"] is None) == (cell["transport"] != "shortpoll")
         assert cell["server_cpu_us_per_delivery"] is not None and cell["loadgen_cpu_percent"] >= 0
