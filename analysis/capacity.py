@@ -26,6 +26,12 @@ def load_capacity(run: Run) -> dict | None:
 
 
 def capacity_text(transport: str, result: dict) -> str:
+    low, high = result.get("capacity_range") or [None, None]
+    refined = len(result.get("measurements") or []) > len(
+        {m[0] for m in result.get("measurements") or []}
+    )
+    if refined and low is not None and high is not None:
+        return f"[{low}, {high}) clients"
     if result["capacity"] is None:
         return "none within the limit"
     return f"{'>= ' if result['lower_bound'] else ''}{result['capacity']} clients"
@@ -42,7 +48,11 @@ def plot_capacity(run: Run, out: Path) -> Path | None:
         steps = [(clients, p99) for clients, p99 in result["steps"] if p99 is not None]
         if not steps:
             continue
-        x, y = zip(*steps)
+        by_count: dict[int, list[float]] = {}
+        for clients, p99 in steps:
+            by_count.setdefault(clients, []).append(p99)
+        x = sorted(by_count)
+        y = [sorted(by_count[c])[len(by_count[c]) // 2] for c in x]  # the median of repeats
         ax.plot(
             x,
             y,
@@ -50,8 +60,19 @@ def plot_capacity(run: Run, out: Path) -> Path | None:
             color=color(transport),
             label=f"{label(transport)}: {capacity_text(transport, result)}",
         )
+        repeated = [(c, v) for c, v in steps if len(by_count[c]) > 1]
+        if repeated:  # every repeat as a small dot beside the median
+            ax.plot(*zip(*repeated), ".", color=color(transport), alpha=0.6)
         if result["stopped_at"] is not None:
-            ax.plot([x[-1]], [y[-1]], "x", color="black", markersize=9)
+            at = result["stopped_at"]
+            ax.plot([at], [y[x.index(at)] if at in x else y[-1]], "x", color="black", markersize=9)
+        for clients, _outcome, p99, ci in result.get("measurements") or []:
+            if ci is not None and p99 is not None:  # each measurement's 95% interval
+                ax.errorbar([clients], [p99], yerr=[[max(0, p99 - ci[0])], [max(0, ci[1] - p99)]],
+                            fmt="none", ecolor=color(transport), capsize=3, alpha=0.7)  # fmt: skip
+        low, high = result.get("capacity_range") or [None, None]
+        if low is not None and high is not None and capacity.get("repeats", 1) > 1:
+            ax.axvspan(low, high, color=color(transport), alpha=0.12)
     ax.axhline(slo, color="#555555", linestyle="--", linewidth=1.3)
     ax.annotate(
         f"limit: p99 {slo:g} ms",
@@ -70,7 +91,7 @@ def plot_capacity(run: Run, out: Path) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(
         fontsize=8.5,
-        title="capacity at the limit (x: where the search stopped)",
+        title="capacity at the limit (x: where the search stopped; shaded: the range)",
         title_fontsize=8.5,
     )
     fig.suptitle(

@@ -173,6 +173,19 @@ def rate_notes(cells: list[dict]) -> list[str]:
     return notes
 
 
+def range_words(result: dict) -> str:
+    """', somewhere in [250, 275) by the range rule' when the search refined (repeats)."""
+    low, high = result.get("capacity_range") or [None, None]
+    counts = [m[0] for m in result.get("measurements") or []]
+    if len(counts) == len(set(counts)) or (low is None and high is None):
+        return ""  # no count measured twice: the step search alone
+    if high is None:
+        return f", held every time up to {low}"
+    if low is None:
+        return f", failed every time from {high}"
+    return f", somewhere in [{low}, {high}) by the range rule"
+
+
 def capacity_notes(capacity: dict) -> list[str]:
     parts = []
     for transport in transport_order(capacity["transports"]):
@@ -184,6 +197,7 @@ def capacity_notes(capacity: dict) -> list[str]:
         else:
             bound = "at least " if result["lower_bound"] else ""
             parts.append(
-                f"{label(transport)} {bound}{result['capacity']} clients ({result['reason']})"
+                f"{label(transport)} {bound}{result['capacity']} clients"
+                f"{range_words(result)} ({result['reason']})"
             )
     return [f"Capacity with p99 under {capacity['slo_p99_ms']:g} ms: " + "; ".join(parts) + "."]

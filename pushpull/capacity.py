@@ -4,9 +4,20 @@ passes the limit, events are lost, errors appear, or the load generator becomes 
 
     pushpull capacity --transports socketio,longpoll --slo-p99 250 --start 100 --step 250 --max 5000
 
+With `--capacity-repeats N` (N >= 2, `make capacity` uses 3) the search then refines: it bisects
+between the last passing and the first failing count down to a quarter of --step, and measures
+both ends of that bracket N times. The capacity is reported as a range (`capacity_range`): lo is
+the highest count at and below which every measurement held the limit with its whole p99
+interval (docs/intervals.md) under it; hi is the lowest count at and above which every
+measurement failed (p99 interval wholly over the limit, or loss, errors, a saturated load
+generator). Counts between them held in some runs and not in others, or their interval
+straddled the limit: the capacity is somewhere in [lo, hi).
+
 Writes capacity.json into the run folder after every step:
-    {"slo_p99_ms", "start", "step", "max", "transports": {name: {"capacity", "stopped_at",
-     "reason", "lower_bound", "steps": [[clients, p99_ms], ...]}}}
+    {"slo_p99_ms", "start", "step", "max", "repeats", "rule", "transports": {name: {"capacity",
+     "stopped_at", "reason", "lower_bound", "steps": [[clients, p99_ms], ...],
+     "measurements": [[clients, "pass"|"fail"|"straddle", p99_ms, [lo_ms, hi_ms] | null], ...],
+     "capacity_range": [lo | null, hi | null]}}}
 """
 
 from __future__ import annotations
@@ -16,6 +27,42 @@ from pathlib import Path
 
 from pushpull.config import BenchConfig, Cell
 from pushpull.manifest import write_json
+
+RANGE_RULE = (
+    "lo: the highest count at and below which every measurement held (p99 and its 95% interval "
+    "under the limit, nothing lost, no errors); hi: the lowest count at and above which every "
+    "measurement failed (p99 interval wholly over the limit, or loss, errors, saturation)"
+)
+
+
+def outcome(cell: dict, slo_p99_us: float) -> str:
+    """'pass', 'fail' or 'straddle' (the point is on one side, its interval on both)."""
+    reason = verdict(cell, slo_p99_us)
+    p99 = cell["latency_us"]["p99"]
+    if reason is not None and (p99 is None or p99 <= slo_p99_us):
+        return "fail"  # loss, errors, saturation or nothing delivered
+    ci = (cell.get("latency_ci_us") or {}).get("p99")
+    if reason is None:
+        return "pass" if ci is None or ci[1] <= slo_p99_us else "straddle"
+    return "fail" if ci is None or ci[0] > slo_p99_us else "straddle"
+
+
+def capacity_range(measurements: list[list]) -> list[int | None]:
+    """[lo, hi] by RANGE_RULE from [[clients, outcome, ...], ...] (None where no count
+    qualifies: lo when the smallest count did not always hold, hi when none always failed)."""
+    counts = sorted({m[0] for m in measurements})
+    outcomes = {c: {m[1] for m in measurements if m[0] == c} for c in counts}
+    lo = None
+    for c in counts:
+        if outcomes[c] != {"pass"}:
+            break
+        lo = c
+    hi = None
+    for c in reversed(counts):
+        if outcomes[c] != {"fail"}:
+            break
+        hi = c
+    return [lo, hi]
 
 
 def verdict(cell: dict, slo_p99_us: float) -> str | None:
@@ -41,6 +88,7 @@ class CapacitySearch:
     start: int
     step: int
     maximum: int
+    repeats: int = 1  # >= 2: bisect the bracket, then measure its ends this many times each
     path: Path | None = None
     results: dict = field(default_factory=dict)
     _order: list[str] = field(default_factory=list)
@@ -52,7 +100,10 @@ class CapacitySearch:
         for transport in self._order:
             self.results[transport] = {
                 "capacity": None, "stopped_at": None, "reason": None, "lower_bound": False, "steps": [],
+                "measurements": [], "capacity_range": [None, None],
             }  # fmt: skip
+        self._bracket: dict[str, list] = {}  # transport -> [last pass, first fail]
+        self._repeat: dict[str, list[int]] = {}  # transport -> counts still to re-measure
 
     def first_cell(self, transport: str, clients: int) -> Cell:
         template = self.config.cells()
@@ -72,10 +123,21 @@ class CapacitySearch:
         return self.first_cell(untried[0], self.start) if untried else None
 
     def _after(self, last: dict) -> Cell | None:
-        result = self.results[last["transport"]]
+        transport = last["transport"]
+        result = self.results[transport]
         p99 = last["latency_us"]["p99"]
         result["steps"].append([last["clients"], None if p99 is None else p99 / 1000])
+        ci = (last.get("latency_ci_us") or {}).get("p99")
+        result["measurements"].append(
+            [last["clients"], outcome(last, self.slo_p99_ms * 1000),
+             None if p99 is None else p99 / 1000, None if ci is None else [v / 1000 for v in ci]]
+        )  # fmt: skip
+        result["capacity_range"] = capacity_range(result["measurements"])
         reason = verdict(last, self.slo_p99_ms * 1000)
+        if transport in self._repeat or transport in self._bracket:
+            following = self._refine(last, reason)
+            self.save()
+            return following
         following = None
         if reason is None:
             result["capacity"] = last["clients"]
@@ -84,12 +146,65 @@ class CapacitySearch:
             else:
                 result["reason"] = f"reached --max {self.maximum} within the limit"
                 result["lower_bound"] = True
+                following = self._start_repeats(transport, [last["clients"]])
         else:
             result["stopped_at"] = last["clients"]
             result["reason"] = reason
             result["lower_bound"] = last["client_bound"]
+            if result["capacity"] is not None and not last["client_bound"] and self.repeats > 1:
+                self._bracket[transport] = [result["capacity"], last["clients"]]
+                following = self._bisect(transport)
         self.save()
         return following
+
+    # -- refining (--capacity-repeats >= 2) -----------------------------------------------------
+    def resolution(self) -> int:
+        return max(1, self.step // 4)
+
+    def _bisect(self, transport: str) -> Cell | None:
+        low, high = self._bracket[transport]
+        if high - low <= self.resolution():
+            del self._bracket[transport]
+            return self._start_repeats(transport, [low, high])
+        return self.first_cell(transport, (low + high) // 2)
+
+    def _start_repeats(self, transport: str, ends: list[int]) -> Cell | None:
+        """Measure each end of the bracket until it has `repeats` measurements, alternating."""
+        if self.repeats < 2:
+            return None
+        measured = self.results[transport]["measurements"]
+        todo = []
+        for _ in range(self.repeats):
+            for count in ends:
+                if sum(1 for m in measured if m[0] == count) + todo.count(count) < self.repeats:
+                    todo.append(count)
+        self._repeat[transport] = todo
+        return self._next_repeat(transport)
+
+    def _next_repeat(self, transport: str) -> Cell | None:
+        todo = self._repeat.get(transport) or []
+        if not todo:
+            self._repeat.pop(transport, None)
+            return None
+        return self.first_cell(transport, todo.pop(0))
+
+    def _refine(self, last: dict, reason: str | None) -> Cell | None:
+        transport, result = last["transport"], self.results[last["transport"]]
+        if last["client_bound"]:  # the load generator is the limit now: stop refining
+            self._bracket.pop(transport, None)
+            self._repeat.pop(transport, None)
+            result["reason"] = "the load generator saturated while refining (a lower bound)"
+            result["lower_bound"] = True
+            return None
+        if transport in self._repeat:
+            return self._next_repeat(transport)
+        bracket = self._bracket[transport]
+        if reason is None:
+            bracket[0] = result["capacity"] = last["clients"]
+        else:
+            bracket[1] = result["stopped_at"] = last["clients"]
+            result["reason"] = reason
+        return self._bisect(transport)
 
     def failed(self, cell: Cell, reason: str) -> None:
         """A step whose cell failed (server or Locust died): the search of that transport stops
@@ -111,6 +226,8 @@ class CapacitySearch:
             "start": self.start,
             "step": self.step,
             "max": self.maximum,
+            "repeats": self.repeats,
+            "rule": RANGE_RULE,
             "transports": self.results,
         }
 
@@ -126,5 +243,8 @@ class CapacitySearch:
                 if r["stopped_at"]
                 else f" ({r['reason']})"
             )
+            low, high = r["capacity_range"]
+            if self.repeats > 1 and (low is not None or high is not None):
+                amount += f", range [{low if low is not None else '-'}, {high or '-'}]"
             lines.append(f"  {transport}: {amount}{stop if r['reason'] else ''}")
         return "\n".join(lines)

@@ -235,6 +235,12 @@ def build_parser() -> Parser:
     )
     capacity.add_argument("--max", default="5000", help="stop searching here (default %(default)s)")
     capacity.add_argument(
+        "--capacity-repeats",
+        default="3",
+        help="then bisect the bracket and measure its ends this many times each; the capacity "
+        "is reported as a range (1: the step search alone; default %(default)s)",
+    )
+    capacity.add_argument(
         "--duration", default="10", help="seconds per window (default %(default)s)"
     )
     capacity.add_argument(
@@ -477,13 +483,20 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         allow_concurrent=args.allow_concurrent,
     )
     slo = cfg.bounded_float("--slo-p99", args.slo_p99, "milliseconds", "250", 0.0, 60_000.0)
-    search = CapacitySearch(config, slo, start, step, maximum)
+    repeats = cfg.positive_int(
+        "--capacity-repeats", args.capacity_repeats, "a repeat count", "3", maximum=20
+    )
+    search = CapacitySearch(config, slo, start, step, maximum, repeats)
 
     def prepare(run_dir: Path) -> None:
         search.path = run_dir / "capacity.json"
         search.save()
 
-    extra = {"capacity": {"slo_p99_ms": slo, "start": start, "step": step, "max": maximum}}
+    extra = {
+        "capacity": {
+            "slo_p99_ms": slo, "start": start, "step": step, "max": maximum, "repeats": repeats,
+        }
+    }  # fmt: skip
     status, run_dir = run_cells(
         config, not args.no_pin, search.next_cell, None, "capacity", extra, prepare, search.failed
     )

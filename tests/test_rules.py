@@ -13,7 +13,7 @@ import pytest
 from analysis.compare import NOISE_BAND, compare_rows
 from analysis.results import Run
 from loadtests.recorder import Recorder, expected_deliveries, new_histogram
-from pushpull.capacity import CapacitySearch
+from pushpull.capacity import CapacitySearch, capacity_range
 from pushpull.cell import (
     CLIENT_BOUND_CPU_PERCENT,
     CLIENT_BOUND_LOOP_LAG_US,
@@ -110,6 +110,53 @@ def test_capacity_with_a_failing_first_step_is_none_and_goes_on():
     # reaching --max within the limit is a lower bound, said so
     assert s.results["longpoll"]["capacity"] == 300 and s.results["longpoll"]["lower_bound"]
     assert "reached --max 300" in s.results["longpoll"]["reason"]
+
+
+def test_capacity_bisects_the_bracket_then_repeats_its_ends():
+    config = BenchConfig(clients=[100], transports=["socketio"])
+    s = CapacitySearch(config, slo_p99_ms=250, start=100, step=100, maximum=500, repeats=3)
+    p99 = {100: 50.0, 200: 120.0, 250: 200.0, 275: 300.0, 300: 400.0}
+    outcomes = [step(c, p99[c]) for c in (100, 200, 300, 250, 275, 250, 275, 250, 275)]
+    asked = run_search(s, outcomes)
+    assert [c for _t, c in asked] == [100, 200, 300, 250, 275, 250, 275, 250, 275]
+    result = s.results["socketio"]
+    assert result["capacity_range"] == [250, 275] and result["capacity"] == 250
+    assert "range [250, 275]" in s.report()
+
+
+def test_capacity_range_widens_when_repeats_disagree_or_intervals_straddle():
+    config = BenchConfig(clients=[100], transports=["socketio"])
+    s = CapacitySearch(config, slo_p99_ms=250, start=100, step=100, maximum=500, repeats=2)
+    straddle = {"latency_ci_us": {"p99": [200_000, 270_000]}}  # p99 230 ms, interval over 250
+    outcomes = [step(100), step(200), step(300, 400.0), step(250, 230.0, **straddle),
+                step(275, 300.0), step(250, 240.0), step(275, 240.0)]  # fmt: skip
+    run_search(s, outcomes)
+    measurements = s.results["socketio"]["measurements"]
+    assert [m[1] for m in measurements] == [
+        "pass",
+        "pass",
+        "fail",
+        "straddle",
+        "fail",
+        "pass",
+        "pass",
+    ]
+    # 250 straddled once and 275 held once: lo stays at 200, hi moves up to 300
+    assert s.results["socketio"]["capacity_range"] == [200, 300]
+
+
+@pytest.mark.parametrize(
+    "measured, expected",
+    [
+        ([[100, "fail"]], [None, 100]),
+        ([[100, "pass"], [200, "pass"]], [200, None]),
+        ([[100, "pass"], [200, "straddle"], [300, "fail"]], [100, 300]),
+        ([[100, "pass"], [200, "fail"], [200, "pass"], [300, "fail"]], [100, 300]),
+        ([[100, "pass"], [200, "fail"], [300, "pass"]], [100, None]),
+    ],
+)
+def test_capacity_range_rule(measured, expected):
+    assert capacity_range(measured) == expected
 
 
 def test_a_failed_cell_stops_that_transport_only():
