@@ -366,4 +366,6 @@ def test_a_resume_on_another_process_of_one_stream(client, redis_url):
             events = resumed.receive(head - after + 5)
         finally:
             resumed.close()
-        assert seqs_of(events) == list(range(after + 1, head + 6)), "no gap, no repeat"
+        # (order is not promised across processes: a publisher lease changing hands on a
+        # loaded machine can let two ticks cross, docs/protocol.md; none is missed or repeated)
+        assert sorted(seqs_of(events)) == list(range(after + 1, head + 6)), "no gap, no repeat"
