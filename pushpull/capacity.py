@@ -106,9 +106,11 @@ class CapacitySearch:
         self._repeat: dict[str, list[int]] = {}  # transport -> counts still to re-measure
 
     def first_cell(self, transport: str, clients: int) -> Cell:
+        """The cell for `clients`; a count measured before is its next repeat (its own folder)."""
         template = self.config.cells()
         cell = next(c for c in template if c.transport == transport)
-        return replace(cell, clients=clients)
+        measured = sum(1 for m in self.results[transport]["measurements"] if m[0] == clients)
+        return replace(cell, clients=clients, repeat=measured + 1)
 
     def next_cell(self, done: list[dict]) -> Cell | None:
         """The next step: after a cell within the limit, the same transport with more clients;

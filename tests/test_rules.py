@@ -119,6 +119,14 @@ def test_capacity_bisects_the_bracket_then_repeats_its_ends():
     outcomes = [step(c, p99[c]) for c in (100, 200, 300, 250, 275, 250, 275, 250, 275)]
     asked = run_search(s, outcomes)
     assert [c for _t, c in asked] == [100, 200, 300, 250, 275, 250, 275, 250, 275]
+    cells = []
+    s2 = CapacitySearch(config, slo_p99_ms=250, start=100, step=100, maximum=500, repeats=3)
+    done = []
+    while (cell := s2.next_cell(done)) is not None:
+        cells.append(cell)
+        done.append(step(cell.clients, p99[cell.clients]))
+    assert len({c.name for c in cells}) == len(cells), "every repeat has its own folder"
+    assert [c.repeat for c in cells if c.clients == 250] == [1, 2, 3]
     result = s.results["socketio"]
     assert result["capacity_range"] == [250, 275] and result["capacity"] == 250
     assert "range [250, 275]" in s.report()
