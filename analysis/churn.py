@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from analysis import style  # noqa: E402
 from analysis.results import Run  # noqa: E402
 from analysis.style import color, rank, save_figure  # noqa: E402
 
@@ -69,9 +70,7 @@ def rows(cells: list[dict]) -> list[list[str]]:
 
 
 def markdown_table(cells: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(cells)]
-    return "\n".join(lines) + "\n"
+    return style.markdown_table(HEADER, rows(cells))
 
 
 def churn_notes(cells: list[dict]) -> list[str]:

@@ -109,20 +109,25 @@ def cell_table(cells: list[dict]) -> str:
     return f'<table id="cells"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
+def text_table(name: str, header: list[str], rows: list[list[str]]) -> str:
+    """A table of plain-text cells (escaped), id and row class `name`."""
+    head = "".join(f"<th>{html.escape(title)}</th>" for title in header)
+    body = "".join(
+        f'<tr class="{name}">' + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return f'<table id="{name}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def churn_table(cells: list[dict]) -> str:
     rows = churn.rows(cells)
     if not rows:
         return ""
-    head = "".join(f"<th>{html.escape(title)}</th>" for title in churn.HEADER)
-    body = "".join(
-        '<tr class="churn">' + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
-        for row in rows
-    )
     return (
         "<h2>Clients that come and go</h2><p>Gap: the events published while a client was "
         "away (from its last received event to the server's newest at its new welcome). "
         "Catch-up: from starting to reconnect until every one of them arrived.</p>"
-        f'<table id="churn"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        + text_table("churn", churn.HEADER, rows)
     )
 
 
@@ -139,17 +144,14 @@ def storm_table(cells: list[dict]) -> str:
     rows = storm.rows(cells)
     if not rows:
         return ""
-    head = "".join(f"<th>{html.escape(title)}</th>" for title in storm.HEADER)
-    body = "".join(
-        '<tr class="storm">' + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
-        for row in rows
-    )
     return (
         "<h2>Reconnect storm</h2><p>Every client connection dropped at once by the server; "
         "times since the drop until the share of dropped clients was welcomed again (back) and "
         "had every event published while away (caught up). Clients wait as their real libraries "
-        "do: " + html.escape(backoff_words(cells)) + ".</p>"
-        f'<table id="storm"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        "do: "
+        + html.escape(backoff_words(cells))
+        + ".</p>"
+        + text_table("storm", storm.HEADER, rows)
     )
 
 

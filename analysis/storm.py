@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from analysis import style  # noqa: E402
 from analysis.results import Run  # noqa: E402
 from analysis.style import color, label, rank, save_figure  # noqa: E402
 
@@ -60,9 +61,7 @@ def rows(cells: list[dict]) -> list[list[str]]:
 
 
 def markdown_table(cells: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows(cells)]
-    return "\n".join(lines) + "\n"
+    return style.markdown_table(HEADER, rows(cells))
 
 
 def storm_notes(cells: list[dict]) -> list[str]:
@@ -96,19 +95,19 @@ def plot_storm(run: Run, out: Path) -> Path | None:
     for cell in (c for c in cells if c["clients"] == clients):
         curve = cell["recovery"]["curve"]
         shares = list(range(101))
-        for key, style, what in (
+        for key, dash, what in (
             ("reconnected_s", "-", "back"),
             ("caught_up_s", "--", "caught up"),
         ):
             points = [(t, k) for t, k in zip(curve[key], shares) if t is not None]
             if len(points) <= 1:
                 if key == "caught_up_s":
-                    ax.plot([], [], style, color=color(cell["transport"]),
+                    ax.plot([], [], dash, color=color(cell["transport"]),
                             label=f"{name_of(cell)}: never caught up (missed events not replayed)")  # fmt: skip
                 continue
             times, ks = zip(*points)
             longest = max(longest, times[-1])
-            ax.step(times, ks, style, where="post", color=color(cell["transport"]), lw=2,
+            ax.step(times, ks, dash, where="post", color=color(cell["transport"]), lw=2,
                     label=f"{name_of(cell)}: {what}")  # fmt: skip
     ax.set_xlim(left=-0.1, right=max(1.0, longest * 1.08))
     ax.set_ylim(0, 102)

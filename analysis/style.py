@@ -47,6 +47,12 @@ def minor_2_5(value: float, _pos=None) -> str:
     return f"{value:g}" if round(mantissa, 6) in (2.0, 5.0) else ""
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def save_figure(fig, path: Path) -> None:
     """Write a chart atomically, never through a symlink (a link at `path` is replaced, not
     followed): a temp file beside it, then a rename."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis import churn, storm
+from analysis import churn, storm, style
 from analysis.results import cell_variants
 from analysis.style import ms_text as ms
 from analysis.style import rank, write_text_inside
@@ -67,9 +67,7 @@ HEADER = [
 
 
 def markdown_table(cells: list[dict]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in cell_rows(cells)]
-    return "\n".join(lines) + "\n"
+    return style.markdown_table(HEADER, cell_rows(cells))
 
 
 def write_summary_table(run, path: Path) -> Path:

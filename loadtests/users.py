@@ -154,15 +154,21 @@ class PushPullUser(User):
         self.tracker.away()
         self.leave()
         gevent.sleep(self.environment.parsed_options.churn_downtime)
+        if not self.try_rejoin():
+            self.ended()
+            raise StopUser()
+
+    def try_rejoin(self) -> bool:
+        """One timed reconnect: True once welcomed; a failure is a measured error (False)."""
         started = time.perf_counter()
         self.tracker.coming_back(time.time_ns())
         try:
             self.rejoin()
         except Exception as exc:  # noqa: BLE001 - a failed reconnect is a measured error
             fire_failure(self, self.connect_name, started, exc)
-            self.ended()
-            raise StopUser() from None
+            return False
         fire_connect(self, self.connect_name, started)
+        return True
 
     def leave(self) -> None:
         raise NotImplementedError
@@ -196,17 +202,10 @@ class PushPullUser(User):
             self.leave()  # whatever the drop left half-open
         for attempt in itertools.count():
             gevent.sleep(self.backoff_s(attempt))
-            started = time.perf_counter()
-            self.tracker.coming_back(time.time_ns())
-            try:
-                self.rejoin()
-            except Exception as exc:  # noqa: BLE001 - a failed reconnect is a measured error
-                fire_failure(self, self.connect_name, started, exc)
-                with contextlib.suppress(Exception):
-                    self.leave()
-                continue
-            fire_connect(self, self.connect_name, started)
-            return
+            if self.try_rejoin():
+                return
+            with contextlib.suppress(Exception):
+                self.leave()
 
     def chat(self, send_rate: float, payload_bytes: int) -> None:
         period_ns = int(1e9 / send_rate)
