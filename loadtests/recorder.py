@@ -300,7 +300,9 @@ class Recorder:
     reconnects: int = 0  # churn reconnects begun inside the window
     recoveries: list[list] = field(default_factory=list)  # [dropped, back, caught up] ns each
     # per window event, its deliveries' latency buckets {seq: {bucket index: count}}: the unit
-    # the confidence intervals resample (pushpull/intervals.py, docs/intervals.md)
+    # the confidence intervals resample (pushpull/intervals.py, docs/intervals.md). On the hot
+    # path: measured 0.37 us more per delivery (1.27 against 0.91 us for record_delivery), next
+    # to the ~35-50 us the load generator spends per delivery in all
     per_event: dict[int, dict[int, int]] = field(default_factory=dict)
     gaps: list[tuple] = field(default_factory=list)  # (tracker, lo, hi) per reconnect
     clients_at_window_start: int | None = None
