@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.report import COLUMNS
+from analysis.results import load_run
 from tests.cdp import CHROMIUM, Chromium
 from tests.conftest import pushpull
 
@@ -20,7 +22,7 @@ def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
     result = pushpull(
         "bench", "--clients", "2", "--transports", "socketio,longpoll", "--duration", "1",
-        "--grace", "0.5", "--repeat", "2", "--out", str(out), timeout=300,
+        "--rate", "8", "--grace", "0.5", "--repeat", "2", "--out", str(out), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "report in" in result.stdout, "bench ends by printing where report.html is"
@@ -37,9 +39,22 @@ def test_report_is_self_contained_and_from_this_run(tiny_run):
     for src in images:
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     findings = re.findall(r"<li>(.*?)</li>", html.split('id="findings"')[1].split("</ul>")[0])
-    assert findings, "findings are written from the numbers"
+    points = load_run(tiny_run).points()  # findings read repeats as one point each
+    delivered = f"{sum(c['received'] for c in points):,} deliveries"
+    assert any(delivered in f for f in findings), "findings are written from this run's numbers"
+    # the Socket.IO row's p99 cell holds this run's p99 and its interval (not a number that
+    # the page's CSS or another row might happen to contain)
     socketio = next(c for c in cells if c["transport"] == "socketio")
-    assert f"{socketio['latency_us']['p99'] / 1000:.1f}" in html
+    rows = re.findall(r'<tr class="cell">(.*?)</tr>', html)
+    row = rows[cells.index(socketio)]  # a row per cell, in the summary's order
+    assert "Socket.IO (websocket push)" in row
+    p99_cell = re.findall(r"<td>(.*?)</td>", row)[[k for k, _ in COLUMNS].index("p99")]
+    p99 = f"{socketio['latency_us']['p99'] / 1000:.1f}"
+    interval = socketio["latency_ci_us"]["p99"]
+    assert socketio["latency_ci_us"]["events"] >= 5, "8 events/s for 1 s: an interval"
+    low, high = interval
+    assert p99_cell.startswith(f"{p99} <span"), p99_cell
+    assert f"[{low / 1000:.1f}, {high / 1000:.1f}]" in p99_cell, p99_cell
     assert (
         "2 cores" in html
         or f"{json.loads((tiny_run / 'manifest.json').read_text())['cores']} cores" in html
@@ -52,7 +67,7 @@ def test_compare_marks_noise(tiny_run, tmp_path):
     result = pushpull("compare", str(tiny_run), str(tiny_run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "compare.md").read_text()
-    assert "socketio-c2-r2" in text and "longpoll-c2-r2" in text
+    assert "socketio-c2-r8" in text and "longpoll-c2-r8" in text
     assert "1.00x (within noise" in text, "a run compared with itself is all noise"
     assert "higher" not in text and "lower" not in text
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
