@@ -43,6 +43,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_run_options(parser: argparse.ArgumentParser, plot: bool = True) -> None:
+    """Where the run folder goes, CPU pinning, the one-run-at-a-time guard, and the charts: the
+    same for every command that measures."""
+    parser.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
+    parser.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
+    parser.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="measure even while another pushpull run measures (recorded in the results)",
+    )
+    if plot:
+        parser.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="pushpull", description="Benchmark real-time push against polling on Flask."
@@ -210,13 +224,7 @@ def build_parser() -> Parser:
     perf.add_argument("--clients", default="1000", help="clients per cell (default %(default)s)")
     perf.add_argument("--duration", default="20", help="seconds per window (default %(default)s)")
     perf.add_argument("--repeat", default="3", help="repeats per variant (default %(default)s)")
-    perf.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
-    perf.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
-    perf.add_argument(
-        "--allow-concurrent",
-        action="store_true",
-        help="measure even while another pushpull run measures (recorded in the results)",
-    )
+    add_run_options(perf, plot=False)
 
     capacity = commands.add_parser(
         "capacity", help="step clients up per transport until p99 passes a limit"
@@ -254,14 +262,7 @@ def build_parser() -> Parser:
     capacity.add_argument(
         "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
     )
-    capacity.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
-    capacity.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
-    capacity.add_argument(
-        "--allow-concurrent",
-        action="store_true",
-        help="measure even while another pushpull run measures (recorded in the results)",
-    )
-    capacity.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+    add_run_options(capacity)
 
     storm = commands.add_parser(
         "storm", help="drop every connection at once mid-run and time how clients come back"
@@ -289,14 +290,7 @@ def build_parser() -> Parser:
         "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
     )
     storm.add_argument("--repeat", default="1", help="repeats per transport (default 1)")
-    storm.add_argument("--out", default=DEFAULTS["out"], help="folder for run folders")
-    storm.add_argument("--no-pin", action="store_true", help="don't pin server and Locust apart")
-    storm.add_argument(
-        "--allow-concurrent",
-        action="store_true",
-        help="measure even while another pushpull run measures (recorded in the results)",
-    )
-    storm.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
+    add_run_options(storm)
 
     worker = commands.add_parser(
         "worker", help="join a sweep's Locust master from this machine (a Locust worker)"
