@@ -211,7 +211,8 @@ class SSEProbe(Probe):
         return events
 
     def close(self) -> None:
-        self.connection.close()
+        self.response.close()  # the response holds the socket: closing the connection alone
+        self.connection.close()  # left it open
 
 
 class PollProbe(Probe):

@@ -29,6 +29,7 @@ from gevent import pywsgi
 from gevent import socket as gsocket
 from werkzeug.exceptions import HTTPException
 
+from servers.clock import now_ns, set_offset_ms
 from servers.queue import Queue, QueueError, StreamBus, event_text, log_schedule, make_event
 
 MAX_BODY_BYTES = 64 * 1024
@@ -161,7 +162,7 @@ class EventLog:
             data_json = strict_json(data)
         if self.bus is not None:
             return self.bus.publish(kind, data, t_sched, data_json)
-        seq, t_pub = self.last_seq + 1, time.time_ns()
+        seq, t_pub = self.last_seq + 1, now_ns()
         event = make_event(seq, t_pub, kind, data, t_sched)
         # the same text json.dumps(event, separators=(",", ":")) gives, data encoded once
         self.apply(seq, t_pub, log_schedule(event), event_text(event, data_json), event)
@@ -270,15 +271,15 @@ def run_publisher(log: EventLog, rate: float, pad: str, queue: Queue | None = No
     period_ns = int(1e9 / rate)
     data = {"pad": pad} if pad else {}
     data_json = strict_json(data)  # encoded once, not per tick
-    t0 = time.time_ns() + period_ns
+    t0 = now_ns() + period_ns
     k = 0
     while True:
         if queue is not None and not queue.leading:  # another process publishes: wait, restart
             gevent.sleep(0.1)
-            t0, k = time.time_ns() + period_ns, 0
+            t0, k = now_ns() + period_ns, 0
             continue
         t_sched = t0 + k * period_ns
-        delay = (t_sched - time.time_ns()) / 1e9
+        delay = (t_sched - now_ns()) / 1e9
         # behind schedule, still yield: requests (/healthz, /stats) and SIGTERM go on between ticks
         gevent.sleep(max(delay, 0))
         log.publish("tick", data, t_sched, data_json)
@@ -336,7 +337,7 @@ def add_common_routes(
 
     @app.get("/time")
     def server_time() -> Response:
-        return jsonify(t_ns=time.time_ns())
+        return jsonify(t_ns=now_ns())
 
     @app.get("/published")
     def published() -> Response:
@@ -547,6 +548,14 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         help=f"and at most this many bytes of their JSON (default {RETAINED_BYTES})",
     )
     parser.add_argument(
+        "--clock-offset-ms",
+        type=clock_offset_value,
+        default=0.0,
+        metavar="MS",
+        help="for tests: run this server's clock (t_pub, t_sched, GET /time) MS milliseconds "
+        "ahead of the machine's (negative: behind), as a server on another machine could be",
+    )
+    parser.add_argument(
         "--admin",
         action="store_true",
         help="for benchmarks: serve POST /admin/drop, which drops every client connection at once",
@@ -620,6 +629,16 @@ def rate_value(text: str, maximum: float = MAX_RATE) -> float:
     return value
 
 
+def clock_offset_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (milliseconds)") from None
+    if not -3_600_000 <= value <= 3_600_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (-3600000 to 3600000 ms)")
+    return value
+
+
 def pad_value(text: str) -> int:
     value = _int(text, "a byte count")
     if not 0 <= value <= MAX_PAD_BYTES:
@@ -646,6 +665,7 @@ def serve(
     import signal
 
     host, port = args.host, args.port
+    set_offset_ms(getattr(args, "clock_offset_ms", 0.0))
     warn_if_exposed(prog, host)
     nofile = raise_nofile_limit()
     try:

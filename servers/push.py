@@ -15,7 +15,6 @@ import servers.patching  # noqa: F401 - first: gevent monkey-patching with --mes
 # isort: split
 import json
 import os
-import time
 
 import gevent
 import socketio
@@ -23,6 +22,7 @@ from flask import Flask, request
 from flask_socketio import SocketIO
 from socketio import packet
 
+from servers.clock import now_ns
 from servers.common import (
     MAX_BODY_BYTES,
     SLOW_CLIENT_BYTES,
@@ -220,7 +220,7 @@ class SocketIOBus:
         self.queue, self.emit_event = queue, emit_event
 
     def publish(self, kind: str, data: dict, t_sched: int | None, data_json: str) -> dict:
-        event = make_event(self.queue.next_seq(), time.time_ns(), kind, data, t_sched)
+        event = make_event(self.queue.next_seq(), now_ns(), kind, data, t_sched)
         self.emit_event(event)
         return event
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import gevent
+
+from servers.clock import now_ns
 
 SCHEMES = ("redis", "rediss", "unix")
 LEASE_MS = 3000  # the publisher's lease; renewed every LEASE_MS / 3
@@ -179,7 +180,7 @@ class StreamBus:
         self._last_id = "0-0"
 
     def publish(self, kind: str, data: dict, t_sched: int | None, data_json: str) -> dict:
-        event = make_event(0, time.time_ns(), kind, data, t_sched)
+        event = make_event(0, now_ns(), kind, data, t_sched)
         tail = event_tail(event["t_pub"], event["t_sched"], kind, data_json)
         event["seq"] = int(
             self._append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -16,6 +17,7 @@ from pushpull import transports
 from pushpull.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
 from pushpull.verify import verify
 from tests.conftest import running_server
+from tests.proxy import Proxy
 
 
 @pytest.mark.parametrize("transport", transports.NAMES)
@@ -452,3 +454,41 @@ def test_the_websocket_probe_takes_a_welcome_that_came_with_the_101():
     finally:
         listener.close()
         thread.join(5)
+
+
+def raw_stats(url: str) -> tuple[int, int, dict]:
+    """GET /stats on a connection of its own: the request's and the response's size on the wire,
+    and the stats."""
+    parts = urllib.parse.urlsplit(url)
+    request = f"GET /stats HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(request)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return len(request), len(response), json.loads(body)
+
+
+@pytest.mark.parametrize("transport", transports.NAMES)
+def test_the_servers_byte_counts_are_what_crossed_the_wire(transport):
+    """bytes_per_delivery comes from the server's bytes_written: it must be every byte the client
+    received (HTTP headers, Engine.IO and WebSocket framing, SSE fields), no more, no less. A
+    proxy counts what crossed while one client connects, sends one chat message and receives
+    it; /stats is read beside the proxy, and its own first answer is counted by the server."""
+    spec = transports.get(transport)
+    with running_server(spec.server, 0) as (url, _pid), Proxy(url) as proxy:
+        _, first_answer, before = raw_stats(url)
+        client = spec.probe_factory()(proxy.url)
+        try:
+            client.send({"text": "one delivery", "t_send": time.time_ns()})
+            (event,) = client.receive(1)
+            assert event["kind"] == "chat"
+        finally:
+            client.close()
+        proxy.wait_closed()
+        second_request, _, after = raw_stats(url)
+    assert proxy.bytes_down > 200 and proxy.bytes_up > 100
+    assert after["bytes_written"] - before["bytes_written"] == first_answer + proxy.bytes_down
+    assert after["bytes_read"] - before["bytes_read"] == proxy.bytes_up + second_request
