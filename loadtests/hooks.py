@@ -23,6 +23,7 @@ from locust.stats import StatsEntry, bucket_response_time
 from loadtests.recorder import Recorder, record_us, write_json
 from loadtests.ws import Reactor
 from pushpull import transports
+from pushpull.child import die_with_parent
 
 LOOP_LAG_PERIOD_S = 0.010
 MEASUREMENTS = "pushpull_measurements"  # a worker's measurements, sent to the master
@@ -105,6 +106,18 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--pushpull-out", default="", include_in_web_ui=False, help="folder for measurements"
     )
+
+
+def _forked_worker() -> None:
+    """Locust's --processes forks its workers from the master, and a fork does not inherit the
+    master's request to die with the harness (pushpull/child.py): each asks again at once, to
+    die with the master, so a harness killed with SIGKILL leaves no worker behind (a worker
+    waiting to connect to a master that has gone would otherwise retry for a minute)."""
+    if not die_with_parent():
+        os._exit(1)
+
+
+os.register_at_fork(after_in_child=_forked_worker)
 
 
 @events.init.add_listener

@@ -17,6 +17,15 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
+def die_with_parent() -> bool:
+    """Ask for SIGTERM when this process's parent dies; False if it already has (this process
+    was handed to init before the request took effect). A fork does not inherit the request:
+    Locust's --processes workers make it again (loadtests/hooks.py)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() != 1
+
+
 def main(argv: list[str]) -> None:
     cpus = None
     if argv[:1] == ["--cpus"]:
@@ -25,9 +34,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] != ["--"] or len(argv) < 2:
         sys.exit("usage: python -m pushpull.child [--cpus 0,1] -- COMMAND ARGS...")
     command = argv[1:]
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() == 1:  # the harness died before prctl took effect
+    if not die_with_parent():
         sys.exit(1)
     if cpus:
         os.sched_setaffinity(0, cpus)

@@ -52,3 +52,27 @@ def pushpull(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
         stdin=subprocess.DEVNULL,
         **kwargs,
     )
+
+
+PUSH_P50_LIMIT_US = 25_000  # a few clients on loopback deliver in ~1-5 ms; Nagle's wait is 40 ms
+
+
+def latency_problems(cells: list[dict]) -> list[str]:
+    """What a wrong latency would break, with room for a noisy machine: at a few clients every
+    transport but short-poll delivers its median within a few tens of milliseconds, and at least
+    five times sooner than short-poll at the same count (whose median is half its interval).
+    A 40 ms batching (Nagle left on, a server that sits on its writes) fails the first."""
+    problems = []
+    short = {c["clients"]: c["latency_us"]["p50"] for c in cells if c["transport"] == "shortpoll"}
+    for cell in cells:
+        if cell["transport"] == "shortpoll":
+            continue
+        where, p50 = f"{cell['transport']} at {cell['clients']} clients", cell["latency_us"]["p50"]
+        if not 0 < p50 < PUSH_P50_LIMIT_US:
+            problems.append(f"{where}: p50 {p50 / 1000:.1f} ms, not under 25 ms")
+        if cell["clients"] in short and not p50 * 5 < short[cell["clients"]]:
+            problems.append(
+                f"{where}: p50 {p50 / 1000:.1f} ms, not a fifth of short-poll's "
+                f"{short[cell['clients']] / 1000:.1f} ms"
+            )
+    return problems

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from pushpull.schema import SCHEMA_VERSION
-from tests.conftest import ROOT, pushpull
+from tests.conftest import ROOT, latency_problems, pushpull
 
 LATENCY_KEYS = {"count", "min", "p50", "p90", "p99", "p999", "max"}
 CELL_KEYS = {
@@ -68,6 +68,7 @@ def test_smoke_sweep_produces_summary_and_charts(tmp_path):
         folder = run / cell["name"]
         for name in ("histograms.json", "locust_stats.csv", "locust.html", "server.log"):
             assert (folder / name).stat().st_size > 0, name
+    assert not latency_problems(cells), latency_problems(cells)  # fails with Nagle left on
     for chart in ("latency_vs_clients.png", "latency_distribution.png"):
         png = run / "charts" / chart
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -145,9 +146,25 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_nothing_running(tmp_path, signal
     assert replot.returncode == 0, replot.stderr
 
 
+def command_of(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone (or a zombie) since it was listed
+        return ""
+
+
 def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
-    process = start_bench(tmp_path, *SWEEP, "--no-plot")
-    children = wait_for_cells(tmp_path, 1, process, timeout=120)
+    """kill -9 mid-sweep, with Locust as a master and two workers: the server, master and workers go."""
+    process = start_bench(tmp_path, *SWEEP, "--loadgen-procs", "2", "--no-plot")
+    wait_for_cells(tmp_path, 1, process, timeout=120)
+    deadline = time.monotonic() + 60
+    while True:  # with --processes 2 Locust forks two workers: its command line, three times
+        children = psutil.Process(process.pid).children(recursive=True)
+        locusts = [c for c in children if "--processes" in command_of(c)]
+        if len(locusts) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(locusts) == 3 and len(children) == 4, [command_of(c) for c in children]
     process.send_signal(signal.SIGKILL)  # a crash: no finally blocks run
     process.communicate(timeout=30)
     assert_all_gone(children, tmp_path)
