@@ -23,7 +23,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf capacity storm churn plot report compare gallery noise demo test lint clean
+.PHONY: setup bench perf capacity storm churn plot report compare gallery noise validate demo test lint clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -98,6 +98,11 @@ noise: $(STAMP)
 	$(BIN)/pushpull bench --clients 10,100 --transports socketio,longpoll,shortpoll --duration 10 \
 		--repeat 3 --out "$(OUT)"
 	$(BIN)/python -c "from analysis.compare import noise_summary; from analysis.results import load_run; print(noise_summary(load_run('$(OUT)/latest')))"
+
+# Does pushpull measure what it says? Its figures against known truths (about 6 minutes):
+# docs/validate.md, quoted in the README.
+validate: $(STAMP)
+	$(BIN)/pushpull validate --out "$(OUT)"
 
 # The chat over every transport, side by side, measured in the browser: open the printed URL.
 demo: setup

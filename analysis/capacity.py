@@ -33,7 +33,7 @@ def capacity_text(transport: str, result: dict) -> str:
     if refined and low is not None and high is not None:
         return f"[{low}, {high}) clients"
     if refined and low is not None:
-        return f">= {low} clients (no count failed every repeat)"
+        return f">= {low} clients (no count was over the limit in every run)"
     if result["capacity"] is None:
         return "none within the limit"
     return f"{'>= ' if result['lower_bound'] else ''}{result['capacity']} clients"

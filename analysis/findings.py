@@ -182,7 +182,7 @@ def range_words(result: dict) -> str:
     if high is None:
         return f", held every time up to {low}"
     if low is None:
-        return f", failed every time from {high}"
+        return f", over the limit every time from {high}"
     return f", somewhere in [{low}, {high}) by the range rule"
 
 

@@ -11,6 +11,7 @@
     pushpull bench --transports socketio,sse --server-procs 1,2 --message-queue redis://127.0.0.1:6379/0
     pushpull bench --loadgen-workers 2 --master-host 10.0.0.5   # + `pushpull worker --master 10.0.0.5` x2
     pushpull bench --target http://10.0.0.7:5001 --transports socketio
+    pushpull validate                     # does it measure what it says? (a few minutes)
     pushpull demo --port 8000
     pushpull transports
 
@@ -300,6 +301,18 @@ def build_parser() -> Parser:
     )
     worker.add_argument("--once", action="store_true", help="leave after one cell")
 
+    validate = commands.add_parser(
+        "validate",
+        help="check pushpull's figures against known truths (a few minutes; docs/validate.md)",
+    )
+    validate.add_argument("--out", default=DEFAULTS["out"], help="folder for the validate folder")
+    validate.add_argument(
+        "--trials", default="200", help="synthetic runs per interval model (default 200)"
+    )
+    validate.add_argument(
+        "--duration", default="20", help="seconds measured per real cell (default 20)"
+    )
+
     commands.add_parser("transports", help="list the transports pushpull measures")
 
     demo.add_parser(commands)
@@ -564,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
             from pushpull.worker import parse_master, run_worker
 
             return run_worker(*parse_master(args.master), args.once)
+        if args.command == "validate":
+            from pushpull.validate import run_validate
+
+            trials = cfg.positive_int("--trials", args.trials, "a run count", "200", 100_000)
+            duration = cfg.bounded_float("--duration", args.duration, "seconds", "20", 2.0, 600.0)
+            return run_validate(cfg.check_out_dir(args.out), trials, duration)
         if args.command == "transports":
             print(transports.text_table())
             return 0

@@ -112,6 +112,19 @@ def test_storm_rejects_bad_input(tmp_path, args, needles):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--trials", "many"], ["--trials", "'many'", "whole number"]),
+        (["--trials", "0"], ["--trials", "0"]),
+        (["--duration", "1"], ["--duration", "1", "above 2"]),
+    ],
+)
+def test_validate_rejects_bad_input(tmp_path, args, needles):
+    assert_one_line_error(pushpull("validate", "--out", str(tmp_path), *args, timeout=60), *needles)
+    assert not any(tmp_path.iterdir())
+
+
 def test_out_must_be_a_folder(tmp_path):
     file = tmp_path / "a-file"
     file.write_text("")
@@ -159,6 +172,11 @@ def test_server_cli_errors_are_one_line():
         cwd=ROOT, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert_one_line_error(result, "--rate", "'fast'")
+    result = subprocess.run(
+        [sys.executable, "-m", "servers.websocket", "--clock-offset-ms", "a day"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert_one_line_error(result, "--clock-offset-ms", "'a day'", "milliseconds")
 
 
 def test_verify_reports_a_server_that_does_not_speak_the_protocol(tmp_path):

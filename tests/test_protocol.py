@@ -15,9 +15,9 @@ import pytest
 
 from pushpull import transports
 from pushpull.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
+from pushpull.proxy import Proxy
 from pushpull.verify import verify
 from tests.conftest import running_server
-from tests.proxy import Proxy
 
 
 @pytest.mark.parametrize("transport", transports.NAMES)

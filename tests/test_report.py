@@ -94,8 +94,10 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
         shot = browser.screenshot(tmp_path / "report.png", full_page=True)
     cells = json.loads((tiny_run / "summary.json").read_text())["cells"]
     assert seen["rows"] == len(cells), "a table row per cell"
-    assert seen["findings"] >= 1
-    assert len(seen["images"]) >= 4
+    html = (tiny_run / "report.html").read_text()
+    findings = html.split('id="findings"')[1].split("</ul>")[0].count("<li>")
+    assert seen["findings"] == findings >= 1, "every finding the page holds is shown"
+    assert len(seen["images"]) == html.count("<img ") >= 4
     for complete, width, height in seen["images"]:
         assert complete and width > 300 and height > 200, "every chart rendered"
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 50_000

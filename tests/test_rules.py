@@ -5,6 +5,7 @@ processes: a wrong threshold or an off-by-one fails here in milliseconds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from analysis.compare import NOISE_BAND, compare_rows
 from analysis.results import Run
-from loadtests.recorder import Recorder, expected_deliveries, new_histogram
+from loadtests.recorder import Recorder, expected_deliveries
 from pushpull.capacity import CapacitySearch, capacity_range
 from pushpull.cell import (
     CLIENT_BOUND_CPU_PERCENT,
@@ -22,6 +23,7 @@ from pushpull.cell import (
 )
 from pushpull.config import BenchConfig
 from pushpull.intervals import PERCENTILES, latency_intervals
+from pushpull.validate import merged_percentile, synthetic_events
 
 # --- the client-bound rule ------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ def test_capacity_range_widens_when_repeats_disagree_or_intervals_straddle():
         "pass",
         "pass",
         "fail",
-        "straddle",
+        "straddle-under",
         "fail",
         "pass",
         "pass",
@@ -158,9 +160,14 @@ def test_capacity_range_widens_when_repeats_disagree_or_intervals_straddle():
     [
         ([[100, "fail"]], [None, 100]),
         ([[100, "pass"], [200, "pass"]], [200, None]),
-        ([[100, "pass"], [200, "straddle"], [300, "fail"]], [100, 300]),
+        ([[100, "pass"], [200, "straddle-under"], [300, "fail"]], [100, 300]),
         ([[100, "pass"], [200, "fail"], [200, "pass"], [300, "fail"]], [100, 300]),
         ([[100, "pass"], [200, "fail"], [300, "pass"]], [100, None]),
+        # over the limit in every run, though an interval reached under it: hi; held once
+        # with an interval reaching over: not lo
+        ([[100, "pass"], [200, "straddle-under"], [300, "straddle-over"]], [100, 300]),
+        ([[100, "pass"], [200, "straddle-over"], [200, "fail"], [300, "fail"]], [100, 200]),
+        ([[100, "pass"], [200, "straddle-over"], [200, "straddle-under"]], [100, None]),
     ],
 )
 def test_capacity_range_rule(measured, expected):
@@ -228,35 +235,11 @@ def test_compare_calls_a_latency_difference_real_only_when_the_intervals_agree()
 # --- intervals over events ------------------------------------------------------------------
 
 
-def events_of(rng, events: int, clients: int, shift_us: float, jitter_us: float) -> dict:
-    """Synthetic per-event buckets: each event's burst moves all its deliveries together."""
-    layout = new_histogram()
-    per_event = {}
-    for seq in range(1, events + 1):
-        shift = rng.exponential(shift_us)
-        buckets: dict[int, int] = {}
-        for value in (shift + rng.exponential(jitter_us, clients) + 1).astype(int):
-            index = layout._counts_index_for(int(value))
-            buckets[index] = buckets.get(index, 0) + 1
-        per_event[seq] = buckets
-    return per_event
-
-
-def point(per_event: dict, percentile: float) -> int:
-    histogram = new_histogram()
-    for buckets in per_event.values():
-        for index, count in buckets.items():
-            histogram.counts[index] += count
-            histogram.total_count += count
-    histogram.min_value, histogram.max_value = 1, 60_000_000
-    return histogram.get_value_at_percentile(percentile)
-
-
 def test_identical_events_give_a_point_interval_at_the_histograms_own_percentile():
     same = {1000: 3, 1100: 1}  # every event: the same burst
     intervals = latency_intervals({seq: dict(same) for seq in range(1, 21)})
     for name, percentile in PERCENTILES.items():
-        exact = point({1: same}, percentile)
+        exact = merged_percentile({1: same}, percentile)
         assert intervals[name] == [exact, exact], name
 
 
@@ -277,15 +260,17 @@ def test_intervals_over_events_cover_the_true_percentile(shift_us, jitter_us, ev
     p50 in 19 and 5 of 40 runs. With bursts dominating and only 30 events, p99 is covered
     about half the time: docs/intervals.md.)"""
     rng = np.random.default_rng(7)
-    truth = events_of(rng, 2000, 100, shift_us, jitter_us)
-    true = {"p50": point(truth, 50), "p99": point(truth, 99)}
+    truth = synthetic_events(rng, 2000, 100, shift_us, jitter_us)
+    true = {"p50": merged_percentile(truth, 50), "p99": merged_percentile(truth, 99)}
     covered = {"p50": 0, "p99": 0}
     for run in range(40):
-        per_event = events_of(rng, events, 100, shift_us, jitter_us)
+        per_event = synthetic_events(rng, events, 100, shift_us, jitter_us)
         intervals = latency_intervals(per_event, resamples=300, seed=run)
         for name in covered:
             low, high = intervals[name]
-            assert low <= point(per_event, PERCENTILES[name]) <= high, "contains its own estimate"
+            assert low <= merged_percentile(per_event, PERCENTILES[name]) <= high, (
+                "contains its own estimate"
+            )
             covered[name] += low <= true[name] <= high
     assert covered["p50"] >= 32 and covered["p99"] >= 32, covered
 
@@ -346,3 +331,35 @@ def test_cpu_seconds_counts_this_process_in_nanoseconds():
     assert second > first
     if source == "schedstat":  # not a multiple of a 10 ms tick
         assert round((second - first) * 100, 6) != round((second - first) * 100)
+
+
+# --- pushpull validate's measures ---------------------------------------------------------------
+
+
+def test_uniform_distance_of_a_histogram(tmp_path):
+    """The Kolmogorov-Smirnov distance `pushpull validate` reads off a cell's histogram: small for
+    latencies spread evenly over [0, T], large when they bunch after a fixed wait."""
+    from loadtests.recorder import new_histogram
+    from pushpull.validate import uniform_distance
+
+    def distance(values) -> float:
+        histogram = new_histogram()
+        for value in values:
+            histogram.record_value(int(value))
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        encoded = histogram.encode().decode()
+        (folder / "histograms.json").write_text(json.dumps({"latency": encoded}))
+        return uniform_distance(str(folder), 300_000)
+
+    even = np.linspace(1, 300_000, 3000)
+    assert distance(even) < 0.01
+    assert abs(distance(even / 2) - 0.5) < 0.01  # all within [0, T/2]: half the mass misplaced
+    assert distance(even + 30_000) > 0.09  # a 30 ms wait before every delivery
+
+
+def test_wilson_interval_of_a_proportion():
+    from pushpull.validate import wilson
+
+    assert wilson(190, 200) == [0.91, 0.973]  # the textbook values, to three places
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0

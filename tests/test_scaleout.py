@@ -237,7 +237,7 @@ def test_a_target_without_stats_gives_null_figures_with_the_reason(tmp_path):
         assert cell[figure] is None, figure
         assert "no /stats" in cell["unavailable"][figure] and "404" in cell["unavailable"][figure]
     assert cell["lost"] == 0 and cell["received"] == cell["expected"] > 0  # /published is there
-    assert cell["latency_us"]["p50"] is not None
+    assert 0 < cell["latency_us"]["min"] <= cell["latency_us"]["p50"] < 100_000
     verify = (run / cell["name"] / "verify.txt").read_text()
     assert "missing: /stats (answers 404)" in verify and "/published" not in verify
 
@@ -360,7 +360,8 @@ def test_a_sweep_across_hosts_made_of_network_namespaces(tmp_path):
     assert cell["lost"] == 0 and cell["received"] == cell["expected"] > 0
     manifest = json.loads((run / "manifest.json").read_text())
     (worker,) = manifest["loadgen_workers"][cell["name"]]
-    assert worker["clock_offset_us"] is not None and worker["clock_uncertainty_us"] is not None
+    # the namespaces share this machine's clock: the offset found is 0 within its uncertainty
+    assert abs(worker["clock_offset_us"]) <= worker["clock_uncertainty_us"] + 1000, worker
     assert worker["cores"] and worker["name"]
     stats = json.loads((run / cell["name"] / "server-stats.json").read_text())["window_end"]
     assert (stats["queue"] is not None) == bool(redis_server)

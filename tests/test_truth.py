@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
+from pushpull.proxy import Proxy
 from tests.conftest import latency_problems, pushpull, running_server
-from tests.proxy import Proxy
 
 DELAY_MS = 40  # each way: Nagle's wait for a delayed ACK on Linux
 CLOCK_OFFSET_MS = 80  # the server's clock runs this far ahead of the load generator's

@@ -1,4 +1,4 @@
-"""A TCP proxy on a free loopback port for tests: it counts the bytes that cross it each way (what
+"""A TCP proxy on a free loopback port (tests and `pushpull validate`): it counts the bytes that cross it each way (what
 a client really received, headers and framing included) and can hold every chunk a fixed time
 before passing it on (a slow network, or a server that sits on what it sends).
 

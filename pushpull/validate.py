@@ -1,0 +1,340 @@
+"""`pushpull validate`: does pushpull measure what it says? A benchmark, not a test: a few minutes
+of checks against truths set up in advance, each with its figures, written to validate.json and
+validate.md in a folder of its own (the README quotes a run). `make test` keeps quick versions of
+the same checks (tests/test_rules.py, tests/test_truth.py, tests/test_theory.py); here they run
+long enough for the figures to mean something.
+
+1. Intervals (docs/intervals.md), on synthetic data whose true percentiles are known: how often
+   the 95% interval over events holds the truth, in `--trials` runs per model.
+2. Delay and clock: a WebSocket server whose clock is set off by a known amount, behind a proxy
+   that holds every chunk a known time each way (pushpull/proxy.py), measured by `bench
+   --target`: the offset found against the one set, the latency added against the delay.
+3. Polling theory, on real servers: short-poll every T delivers with latency uniform on [0, T]
+   and asks 1 / (rate x T) times per delivery; long-poll asks about once per delivery; nothing
+   is lost.
+
+    pushpull validate --out results            # -> results/<UTC>-validate/validate.md
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pushpull.intervals import latency_intervals
+
+COVERAGE_MODELS = [  # (name, mean burst shift us, mean per-client jitter us, events per run)
+    ("fan-out-dominated, 30 events", 5_000, 20_000, 30),
+    ("burst-dominated, 300 events", 20_000, 5_000, 300),
+    ("burst-dominated, 30 events", 20_000, 5_000, 30),
+]
+COVERAGE_CLIENTS = 100
+COVERAGE_FLOOR = 0.90  # a 95% interval that holds the truth less often than this misleads
+CLOCK_OFFSETS_MS = (0, 80, -80)
+DELAYS_MS = (0, 20)
+OFFSET_TOLERANCE_US = 2_000
+DELAY_TOLERANCE_US = 3_000
+POLL_INTERVAL_S = 0.3
+POLL_RATES = (2, 7)
+UNIFORM_KS_LIMIT = 0.05
+REQUESTS_TOLERANCE = {"shortpoll": 0.05, "longpoll": 0.10}
+
+
+# --- 1. intervals on synthetic data ----------------------------------------------------------
+
+
+def synthetic_events(rng, events: int, clients: int, shift_us: float, jitter_us: float) -> dict:
+    """Per-event HdrHistogram buckets (seq -> {index: count}) where each event's burst moves all
+    its deliveries together: an exponential shift per event, exponential jitter per client."""
+    from loadtests.recorder import new_histogram
+
+    layout = new_histogram()
+    per_event = {}
+    for seq in range(1, events + 1):
+        shift = rng.exponential(shift_us)
+        buckets: dict[int, int] = {}
+        for value in (shift + rng.exponential(jitter_us, clients) + 1).astype(int):
+            index = layout._counts_index_for(int(value))
+            buckets[index] = buckets.get(index, 0) + 1
+        per_event[seq] = buckets
+    return per_event
+
+
+def merged_percentile(per_event: dict, percentile: float) -> int:
+    """The percentile HdrHistogram reports for all the events' deliveries together."""
+    from loadtests.recorder import new_histogram
+
+    histogram = new_histogram()
+    for buckets in per_event.values():
+        for index, count in buckets.items():
+            histogram.counts[index] += count
+            histogram.total_count += count
+    histogram.min_value, histogram.max_value = 1, 60_000_000
+    return histogram.get_value_at_percentile(percentile)
+
+
+def coverage(
+    shift_us: float,
+    jitter_us: float,
+    events: int,
+    trials: int,
+    resamples: int = 1000,
+    seed: int = 7,
+) -> dict:
+    """How many of `trials` runs' 95% intervals hold the true p50 and p99 (those of 2000 events
+    of the same model)."""
+    rng = np.random.default_rng(seed)
+    truth = synthetic_events(rng, 2000, COVERAGE_CLIENTS, shift_us, jitter_us)
+    true = {"p50": merged_percentile(truth, 50), "p99": merged_percentile(truth, 99)}
+    held = {"p50": 0, "p99": 0}
+    for trial in range(trials):
+        per_event = synthetic_events(rng, events, COVERAGE_CLIENTS, shift_us, jitter_us)
+        intervals = latency_intervals(per_event, resamples=resamples, seed=trial)
+        for name in held:
+            low, high = intervals[name]
+            held[name] += low <= true[name] <= high
+    return {"trials": trials, "true_us": true, "held": held}
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a proportion."""
+    if trials == 0:
+        return [0.0, 1.0]
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = (
+        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    )
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
+def interval_checks(trials: int) -> list[dict]:
+    checks = []
+    for name, shift_us, jitter_us, events in COVERAGE_MODELS:
+        result = coverage(shift_us, jitter_us, events, trials)
+        for stat in ("p50", "p99"):
+            share = result["held"][stat] / trials
+            checks.append(
+                {
+                    "check": f"95% interval of {stat} holds the truth ({name})",
+                    "measured": f"{result['held'][stat]}/{trials} = {share:.0%} "
+                    f"(95% CI {wilson(result['held'][stat], trials)[0]:.0%}-"
+                    f"{wilson(result['held'][stat], trials)[1]:.0%})",
+                    "expected": f">= {COVERAGE_FLOOR:.0%} (nominal 95%)",
+                    "ok": share >= COVERAGE_FLOOR,
+                    "figures": {**result, "stat": stat, "share": share},
+                }
+            )
+    return checks
+
+
+# --- 2. known delay and clock offset -----------------------------------------------------------
+
+
+def bench(out: Path, *args: str, timeout: float = 900) -> list[dict]:
+    """One `pushpull bench` as a user would run it; its cells (with their folder)."""
+    command = [sys.executable, "-m", "pushpull.cli", "bench", "--out", str(out), "--no-plot"]
+    result = subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    if result.returncode != 0:
+        from pushpull.procs import HarnessError
+
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise HarnessError(f"pushpull bench {' '.join(args)}: exit {result.returncode}: {last}")
+    run = (out / "latest").resolve()
+    cells = json.loads((run / "summary.json").read_text())["cells"]
+    for cell in cells:
+        cell["folder"] = str(run / cell["name"])
+    return cells
+
+
+def clock_cell(out: Path, offset_ms: float, delay_ms: float, duration: float) -> dict:
+    from pushpull.procs import start_server
+    from pushpull.proxy import Proxy
+
+    folder = out / f"clock{offset_ms:+g}ms-delay{delay_ms:g}ms"
+    folder.mkdir(parents=True)
+    server, url = start_server(
+        "servers.websocket", "127.0.0.1", 0, 10, 0, folder, None,
+        extra=["--clock-offset-ms", str(offset_ms)],
+    )  # fmt: skip
+    try:
+        with Proxy(url, delay_s=delay_ms / 1000) as proxy:
+            (cell,) = bench(
+                folder, "--target", proxy.url, "--transports", "websocket", "--clients", "10",
+                "--duration", str(duration), "--grace", "0.5",
+            )  # fmt: skip
+    finally:
+        server.stop()
+    return cell
+
+
+def clock_checks(out: Path, duration: float) -> list[dict]:
+    cells = {
+        (offset, delay): clock_cell(out, offset, delay, duration)
+        for delay in DELAYS_MS
+        for offset in CLOCK_OFFSETS_MS
+    }
+    base = cells[(0, 0)]["latency_us"]["p50"]
+    checks = []
+    for (offset, delay), cell in cells.items():
+        clock, p50 = cell["clock_offset_us"], cell["latency_us"]["p50"]
+        error_us = clock["offset"] - offset * 1000
+        added_us = p50 - base
+        checks.append(
+            {
+                "check": f"server clock {offset:+d} ms, {delay} ms added each way",
+                "measured": f"offset {clock['offset'] / 1000:+.2f} ms (error {error_us / 1000:+.2f}"
+                f" ms, uncertainty {clock['uncertainty'] / 1000:.2f} ms); p50 {p50 / 1000:.2f} ms,"
+                f" {added_us / 1000:+.2f} ms against no delay and no offset",
+                "expected": f"offset within {OFFSET_TOLERANCE_US / 1000:g} ms; "
+                f"p50 {delay:+d} ms within {DELAY_TOLERANCE_US / 1000:g} ms; nothing lost",
+                "ok": abs(error_us) <= OFFSET_TOLERANCE_US
+                and abs(added_us - delay * 1000) <= DELAY_TOLERANCE_US
+                and cell["lost"] == 0
+                and cell["received"] > 0,
+                "figures": {
+                    "offset_set_ms": offset, "delay_ms": delay, "clock_offset_us": clock,
+                    "latency_us": cell["latency_us"], "received": cell["received"],
+                    "lost": cell["lost"],
+                },
+            }
+        )  # fmt: skip
+    return checks
+
+
+# --- 3. polling theory ------------------------------------------------------------------------
+
+
+def uniform_distance(folder: str, interval_us: float) -> float:
+    """Kolmogorov-Smirnov distance between a cell's latency histogram and uniform on [0, T]."""
+    from hdrh.histogram import HdrHistogram
+
+    encoded = json.loads((Path(folder) / "histograms.json").read_text())["latency"]
+    histogram = HdrHistogram.decode(encoded.encode())
+    total, seen, distance = histogram.get_total_count(), 0, 0.0
+    for item in histogram.get_recorded_iterator():
+        below = seen / total
+        seen += item.count_at_value_iterated_to
+        uniform = min(1.0, item.value_iterated_to / interval_us)
+        distance = max(distance, abs(below - uniform), abs(seen / total - uniform))
+    return distance
+
+
+def poll_checks(out: Path, duration: float) -> list[dict]:
+    cells = bench(
+        out / "polls", "--transports", "shortpoll,longpoll", "--clients", "50",
+        "--rate", ",".join(str(r) for r in POLL_RATES), "--poll-interval", str(POLL_INTERVAL_S),
+        "--duration", str(duration), "--grace", "1",
+    )  # fmt: skip
+    checks = []
+    for cell in cells:
+        transport, rate = cell["transport"], cell["rate"]
+        expected = 1 / (rate * POLL_INTERVAL_S) if transport == "shortpoll" else 1.0
+        tolerance = REQUESTS_TOLERANCE[transport]
+        measured = cell["requests_per_delivery"]
+        checks.append(
+            {
+                "check": f"{transport} at {rate:g} events/s asks "
+                + (f"1 / (rate x {POLL_INTERVAL_S:g} s)" if transport == "shortpoll" else "once")
+                + " per delivery",
+                "measured": f"{measured:.3f} requests per delivery; lost {cell['lost']} of "
+                f"{cell['expected']}",
+                "expected": f"{expected:.3f} within {tolerance:.0%}; nothing lost",
+                "ok": abs(measured - expected) <= tolerance * expected and cell["lost"] == 0,
+                "figures": {
+                    "requests_per_delivery": measured, "expected": expected,
+                    "lost": cell["lost"], "owed": cell["expected"],
+                },
+            }
+        )  # fmt: skip
+        if transport == "shortpoll":
+            distance = uniform_distance(cell["folder"], POLL_INTERVAL_S * 1e6)
+            checks.append(
+                {
+                    "check": f"shortpoll at {rate:g} events/s: latency uniform on "
+                    f"[0, {POLL_INTERVAL_S:g} s]",
+                    "measured": f"Kolmogorov-Smirnov distance {distance:.3f} over "
+                    f"{cell['received']} deliveries (p50 {cell['latency_us']['p50'] / 1000:.1f} ms)",
+                    "expected": f"<= {UNIFORM_KS_LIMIT:g}",
+                    "ok": distance <= UNIFORM_KS_LIMIT,
+                    "figures": {"ks_distance": distance, "latency_us": cell["latency_us"]},
+                }
+            )
+    return checks
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# pushpull validate",
+        "",
+        f"{result['created_utc']}, {result['machine']}, {result['minutes']:.1f} minutes. "
+        f"{sum(c['ok'] for c in result['checks'])} of {len(result['checks'])} checks hold.",
+        "",
+        "| check | measured | expected | holds |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['check']} | {c['measured']} | {c['expected']} | {'yes' if c['ok'] else '**no**'} |"
+        for c in result["checks"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model})"
+
+
+def run_validate(out: Path, trials: int, duration: float) -> int:
+    """Run every check; 0 when all hold, 1 otherwise (the figures are written either way)."""
+    started = time.monotonic()
+    folder = out / (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-validate")
+    folder.mkdir(parents=True)
+    result: dict = {
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "arguments": {"trials": trials, "duration": duration},
+        "checks": [],
+    }
+
+    def save() -> None:
+        result["minutes"] = (time.monotonic() - started) / 60
+        (folder / "validate.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        (folder / "validate.md").write_text(markdown(result))
+
+    for step, part in (
+        ("intervals", lambda: interval_checks(trials)),
+        ("delay and clock", lambda: clock_checks(folder, duration)),
+        ("polling theory", lambda: poll_checks(folder, duration)),
+    ):
+        print(f"pushpull validate: {step} ...", flush=True)
+        checks = part()
+        result["checks"] += checks
+        save()  # what was checked stays, whatever comes next
+        for check in checks:
+            print(f"  {'ok ' if check['ok'] else 'NO '} {check['check']}: {check['measured']}")
+    failed = [c for c in result["checks"] if not c["ok"]]
+    print(
+        f"pushpull validate: {len(result['checks']) - len(failed)} of {len(result['checks'])} "
+        f"checks hold ({result['minutes']:.1f} min); {folder / 'validate.md'}"
+    )
+    return 1 if failed else 0
