@@ -7,7 +7,6 @@ pushpull/transports.py); this module knows none of them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -15,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import gevent
-from geventhttpclient import URL, HTTPClient
 from locust import events
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, bucket_response_time
@@ -24,6 +22,7 @@ from loadtests.recorder import Recorder, record_us, write_json
 from loadtests.ws import Reactor
 from pushpull import transports
 from pushpull.child import die_with_parent
+from pushpull.clock import measure_offset
 
 LOOP_LAG_PERIOD_S = 0.010
 MEASUREMENTS = "pushpull_measurements"  # a worker's measurements, sent to the master
@@ -174,7 +173,7 @@ def on_test_start(environment, **_kwargs) -> None:
         environment.pushpull = Recorder(transport=environment.parsed_options.transport)
     recorder: Recorder = environment.pushpull
     try:
-        recorder.set_clock(*measure_clock_offset(environment.host))
+        recorder.set_clock(*measure_offset(environment.host))
     except (OSError, ValueError, KeyError) as exc:
         log.warning(
             "pushpull: no clock offset from %s/time (%s); assuming 0", environment.host, exc
@@ -259,26 +258,6 @@ def open_window(environment, start_ns: int, end_ns: int | None) -> None:
             recorder.window_ended()
 
     gevent.spawn(at_edges)
-
-
-def measure_clock_offset(host: str, samples: int = 15) -> tuple[int, int]:
-    """(server clock - this clock, uncertainty) in ns, from the GET /time exchange with the
-    shortest round trip over one kept-alive connection (NTP's minimum-delay sample)."""
-    url = URL(host.rstrip("/") + "/time")
-    client = HTTPClient.from_url(url, concurrency=1, connection_timeout=5, network_timeout=5)
-    best: tuple[int, int] | None = None
-    try:
-        for _ in range(samples):
-            sent = time.time_ns()
-            response = client.get(url.request_uri)
-            body = response.read()
-            received = time.time_ns()
-            offset = json.loads(body)["t_ns"] - (sent + received) // 2
-            if best is None or received - sent < best[0]:
-                best = (received - sent, offset)
-    finally:
-        client.close()
-    return best[1], best[0] // 2
 
 
 def quit_after(runner, when_ns: int) -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
+from pushpull.clock import correction
 from pushpull.cputime import cpu_seconds
 from pushpull.manifest import cpu_model
 
@@ -351,7 +352,7 @@ class Recorder:
         """Correct receive times by the measured offset only when it is larger than its own
         uncertainty: on one host the true offset is 0 and the estimate is asymmetry noise."""
         self.clock_offset_ns, self.clock_uncertainty_ns = offset_ns, uncertainty_ns
-        self.clock_correction_ns = offset_ns if abs(offset_ns) > uncertainty_ns else 0
+        self.clock_correction_ns = correction(offset_ns, uncertainty_ns)
 
     def record_delivery(self, event: dict, t_recv_ns: int) -> int:
         """Record one first receipt; returns its latency in microseconds. The receive time is

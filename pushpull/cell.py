@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from loadtests.recorder import HISTOGRAMS, expected_deliveries, gap_figures, merge_process_files
+from pushpull.clock import correction, measure_offset
 from pushpull.config import BenchConfig, Cell
 from pushpull.cputime import cpu_seconds
 from pushpull.intervals import latency_intervals
@@ -365,6 +366,9 @@ def run_cell(
             servers, urls = start_servers(config, cell, cell_dir, cpus, channel)
             url, stats_urls = urls[0], urls
             processes = [psutil.Process(server.pid) for server in servers]
+        # the window will be on the server's clock: its edges are waited for on ours, so that
+        # the counters and /published are read when the server's clock has passed them
+        to_server = server_clock_correction(url, unavailable)
         idle = snapshot(stats_urls, processes, redis)
         # The server's idle cost (publisher, hub; no clients), at the same rate and placement,
         # before Locust starts: CPU is counted in ns, so half a second will do. It starts a
@@ -391,15 +395,19 @@ def run_cell(
             cell.loadgen_workers,
         )
         sleep_until(
-            window["start_ns"], lambda left: tick("warm-up", left), locust, servers, "warm-up"
-        )
+            window["start_ns"] - to_server,
+            lambda left: tick("warm-up", left), locust, servers, "warm-up",
+        )  # fmt: skip
         start = snapshot(stats_urls, processes, redis)
         storm = None
         if cell.storm:
-            storm = drop_everything(config, window, urls, processes, redis, tick, locust, servers)
+            storm = drop_everything(
+                config, window, to_server, urls, processes, redis, tick, locust, servers
+            )
         sleep_until(
-            window["end_ns"], lambda left: tick("measuring", left), locust, servers, "window"
-        )
+            window["end_ns"] - to_server,
+            lambda left: tick("measuring", left), locust, servers, "window",
+        )  # fmt: skip
         end = snapshot(stats_urls, processes, redis, stats_last=True)
         published = None
         if "published" not in unavailable:
@@ -476,11 +484,24 @@ def run_cell(
     return summary
 
 
-def drop_everything(config, window, urls, processes, redis, tick, locust, servers) -> dict:
+def server_clock_correction(url: str, unavailable: dict) -> int:
+    """What to add to this machine's clock to read the server's (pushpull/clock.py), as the
+    load generator corrects its own; 0 when the server has no /time."""
+    if "clock_offset_us" in unavailable:
+        return 0
+    try:
+        return correction(*measure_offset(url))
+    except (OSError, ValueError, KeyError) as exc:
+        raise HarnessError(f"GET {url}/time: {exc}") from None
+
+
+def drop_everything(
+    config, window, to_server, urls, processes, redis, tick, locust, servers
+) -> dict:
     """The storm: `config.storm_at_s` into the window, every server drops every client
     connection at once (POST /admin/drop); the clients come back as their libraries do."""
     sleep_until(
-        window["start_ns"] + int(config.storm_at_s * 1e9),
+        window["start_ns"] + int(config.storm_at_s * 1e9) - to_server,
         lambda left: tick("before the drop", left), locust, servers, "window",
     )  # fmt: skip
     before = snapshot([], processes, redis)
@@ -491,7 +512,8 @@ def drop_everything(config, window, urls, processes, redis, tick, locust, server
         if status != 200:
             raise HarnessError(f"POST {url}/admin/drop answered {status}: {body}")
         dropped += body["dropped"]
-    return {"t_drop_ns": (sent + time.time_ns()) // 2, "dropped": dropped, "snapshot": before}
+    t_drop_ns = (sent + time.time_ns()) // 2 + to_server  # on the server's clock, as receipts are
+    return {"t_drop_ns": t_drop_ns, "dropped": dropped, "snapshot": before}
 
 
 STORM_SHARES = (50, 99, 100)
