@@ -33,6 +33,8 @@ def capacity_text(transport: str, result: dict) -> str:
     if refined and low is not None and high is not None:
         return f"[{low}, {high}) clients"
     if refined and low is not None:
+        if result.get("stopped_at") is None:
+            return f">= {low} clients (the search's --max)"
         return f">= {low} clients (no count was over the limit in every run)"
     if result["capacity"] is None:
         return "none within the limit"

@@ -9,9 +9,10 @@ between the last passing and the first failing count down to a quarter of --step
 both ends of that bracket N times. The capacity is reported as a range (`capacity_range`): lo is
 the highest count at and below which every measurement held the limit with its whole p99
 interval (docs/intervals.md) under it; hi is the lowest count at and above which no measurement
-held it (every p99 over the limit, whatever its interval, or loss, errors, a saturated load
-generator). Counts between them held in some runs and not in others, or held with an interval
-reaching over the limit: the capacity is somewhere in [lo, hi). The claim "holds at lo" needs
+held it (every p99 over the limit, whatever its interval, or loss, errors). A measurement where
+the load generator saturated says nothing of the server and is left out. Counts
+between them held in some runs and not in others, or held with an interval reaching over the
+limit: the capacity is somewhere in [lo, hi). The claim "holds at lo" needs
 confidence; "did not hold from hi on" is what was seen, run after run.
 
 Writes capacity.json into the run folder after every step:
@@ -20,8 +21,8 @@ Writes capacity.json into the run folder after every step:
      "measurements": [[clients, outcome, p99_ms, [lo_ms, hi_ms] | null], ...],
      "capacity_range": [lo | null, hi | null]}}}
 with outcome "pass" (p99 and its interval under the limit), "fail" (p99 and its interval over it,
-or loss, errors, saturation), "straddle-under" (p99 under, interval reaching over) or
-"straddle-over" (p99 over, interval reaching under).
+or loss, errors), "straddle-under" (p99 under, interval reaching over), "straddle-over" (p99
+over, interval reaching under) or "saturated" (the load generator was the bottleneck).
 """
 
 from __future__ import annotations
@@ -35,18 +36,22 @@ from pushpull.manifest import write_json
 RANGE_RULE = (
     "lo: the highest count at and below which every measurement held (p99 and its 95% interval "
     "under the limit, nothing lost, no errors); hi: the lowest count at and above which no "
-    "measurement held (p99 over the limit whatever its interval, or loss, errors, saturation)"
+    "measurement held (p99 over the limit whatever its interval, or loss, errors); a "
+    "measurement where the load generator saturated says nothing of the server and is left out"
 )
 OVER = {"fail", "straddle-over"}
 
 
 def outcome(cell: dict, slo_p99_us: float) -> str:
-    """'pass', 'fail', or 'straddle-under' / 'straddle-over' (the p99 is under / over the
-    limit, its interval on both sides)."""
+    """'pass', 'fail', 'straddle-under' / 'straddle-over' (the p99 is under / over the
+    limit, its interval on both sides), or 'saturated' (the load generator's limit, not the
+    server's: neither held nor failed)."""
+    if cell["client_bound"]:
+        return "saturated"
     reason = verdict(cell, slo_p99_us)
     p99 = cell["latency_us"]["p99"]
     if reason is not None and (p99 is None or p99 <= slo_p99_us):
-        return "fail"  # loss, errors, saturation or nothing delivered
+        return "fail"  # loss, errors or nothing delivered
     ci = (cell.get("latency_ci_us") or {}).get("p99")
     if reason is None:
         return "pass" if ci is None or ci[1] <= slo_p99_us else "straddle-under"
@@ -56,6 +61,7 @@ def outcome(cell: dict, slo_p99_us: float) -> str:
 def capacity_range(measurements: list[list]) -> list[int | None]:
     """[lo, hi] by RANGE_RULE from [[clients, outcome, ...], ...] (None where no count
     qualifies: lo when the smallest count did not always hold, hi when the largest held once)."""
+    measurements = [m for m in measurements if m[1] != "saturated"]
     counts = sorted({m[0] for m in measurements})
     outcomes = {c: {m[1] for m in measurements if m[0] == c} for c in counts}
     lo = None

@@ -168,6 +168,11 @@ def test_capacity_range_widens_when_repeats_disagree_or_intervals_straddle():
         ([[100, "pass"], [200, "straddle-under"], [300, "straddle-over"]], [100, 300]),
         ([[100, "pass"], [200, "straddle-over"], [200, "fail"], [300, "fail"]], [100, 200]),
         ([[100, "pass"], [200, "straddle-over"], [200, "straddle-under"]], [100, None]),
+        # a saturated load generator says nothing of the server: left out
+        ([[100, "pass"], [200, "saturated"], [300, "pass"]], [300, None]),
+        ([[100, "pass"], [200, "saturated"], [300, "fail"]], [100, 300]),
+        ([[100, "pass"], [200, "fail"], [300, "saturated"]], [100, 200]),
+        ([[100, "saturated"]], [None, None]),
     ],
 )
 def test_capacity_range_rule(measured, expected):

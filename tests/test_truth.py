@@ -10,17 +10,17 @@ from pushpull.proxy import Proxy
 from tests.conftest import latency_problems, pushpull, running_server
 
 DELAY_MS = 40  # each way: Nagle's wait for a delayed ACK on Linux
-CLOCK_OFFSET_MS = -80  # the server's clock runs this far behind the load generator's
+CLOCK_OFFSET_MS = -500  # the server's clock runs this far behind the load generator's
 
 
 def test_a_known_delay_behind_a_skewed_clock_is_measured_as_that_delay(tmp_path):
-    """A WebSocket server whose clock is 80 ms behind, behind a proxy that holds every chunk
+    """A WebSocket server whose clock is 500 ms behind, behind a proxy that holds every chunk
     40 ms each way. The load generator must find the offset (its /time probes see the delay on
     both legs, so their midpoint stays true), take it off, and measure the 40 ms the proxy
-    added: uncorrected, every latency would read 80 ms too long. The harness must wait for the
-    window's end on the server's clock before it asks what was published (it once read
-    /published 80 ms early and counted the last event as received but never owed: lost -3).
-    And the latency rules that undisturbed servers pass must fail this one."""
+    added: uncorrected, every latency would read 500 ms too long. The harness must wait for the
+    window's end on the server's clock before it asks what was published (it once asked half a
+    second early and counted the last events as received but never owed: lost -12). And the
+    latency rules that undisturbed servers pass must fail this one."""
     with (
         running_server("servers.websocket", 10, "--clock-offset-ms", str(CLOCK_OFFSET_MS)) as (
             url,
