@@ -308,15 +308,9 @@ def markdown(result: dict) -> str:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model})"
+    from pushpull.manifest import cpu_model
+
+    return f"{os.cpu_count()} cores ({cpu_model()})"
 
 
 def run_validate(out: Path, trials: int, duration: float) -> int:
