@@ -148,7 +148,10 @@ def interval_checks(trials: int) -> list[dict]:
 
 
 def bench(out: Path, *args: str, timeout: float = 900) -> list[dict]:
-    """One `pushpull bench` as a user would run it; its cells (with their folder)."""
+    """One `pushpull bench` as a user would run it; its cells, each with its latency histogram
+    (read by analysis/results.py, as the charts read it)."""
+    from analysis.results import load_run
+
     command = [sys.executable, "-m", "pushpull.cli", "bench", "--out", str(out), "--no-plot"]
     result = subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
@@ -158,11 +161,8 @@ def bench(out: Path, *args: str, timeout: float = 900) -> list[dict]:
 
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"pushpull bench {' '.join(args)}: exit {result.returncode}: {last}")
-    run = (out / "latest").resolve()
-    cells = json.loads((run / "summary.json").read_text())["cells"]
-    for cell in cells:
-        cell["folder"] = str(run / cell["name"])
-    return cells
+    run = load_run((out / "latest").resolve())
+    return [{**cell, "histogram": run.histogram(cell)} for cell in run.cells]
 
 
 def clock_cell(out: Path, offset_ms: float, delay_ms: float, duration: float) -> dict:
@@ -223,12 +223,8 @@ def clock_checks(out: Path, duration: float) -> list[dict]:
 # --- 3. polling theory ------------------------------------------------------------------------
 
 
-def uniform_distance(folder: str, interval_us: float) -> float:
-    """Kolmogorov-Smirnov distance between a cell's latency histogram and uniform on [0, T]."""
-    from hdrh.histogram import HdrHistogram
-
-    encoded = json.loads((Path(folder) / "histograms.json").read_text())["latency"]
-    histogram = HdrHistogram.decode(encoded.encode())
+def uniform_distance(histogram, interval_us: float) -> float:
+    """Kolmogorov-Smirnov distance between a latency histogram and uniform on [0, T]."""
     total, seen, distance = histogram.get_total_count(), 0, 0.0
     for item in histogram.get_recorded_iterator():
         below = seen / total
@@ -266,7 +262,7 @@ def poll_checks(out: Path, duration: float) -> list[dict]:
             }
         )  # fmt: skip
         if transport == "shortpoll":
-            distance = uniform_distance(cell["folder"], POLL_INTERVAL_S * 1e6)
+            distance = uniform_distance(cell["histogram"], POLL_INTERVAL_S * 1e6)
             checks.append(
                 {
                     "check": f"shortpoll at {rate:g} events/s: latency uniform on "
