@@ -59,6 +59,7 @@ def findings(cells: list[dict], capacity: dict | None = None) -> list[str]:
     notes += churn_notes(cells)
     notes += storm_notes(cells)
     notes += completeness_notes(cells)
+    notes += log_error_notes(cells)
     notes += rate_notes(cells)
     if capacity:
         notes += capacity_notes(capacity)
@@ -148,6 +149,28 @@ def completeness_notes(cells: list[dict]) -> list[str]:
         notes.append(
             f"{len(bound)} cell(s) were client-bound ({', '.join(c['name'] for c in bound)}): the load "
             "generator was the bottleneck there, so their latency is the client's as much as the server's."
+        )
+    return notes
+
+
+def log_error_notes(cells: list[dict]) -> list[str]:
+    """What the servers' and Locust's logs held (schema 5: `server_errors`, `loadgen_errors`):
+    one line per cell and log with errors, the first error named; or one line saying none."""
+    scanned = [c for c in cells if c.get("server_errors") or c.get("loadgen_errors")]
+    if not scanned:
+        return []
+    notes = []
+    for cell in scanned:
+        for whose, key in (("server", "server_errors"), ("Locust", "loadgen_errors")):
+            for name, found in ((cell.get(key) or {}).get("processes") or {}).items():
+                if found["count"]:
+                    notes.append(
+                        f"{cell['name']}: {found['count']} traceback(s) or error line(s) in the "
+                        f"{whose} log {name}, the first: {found['first'][0]}"
+                    )
+    if not notes:
+        notes.append(
+            f"No traceback or error line in any server or Locust log ({len(scanned)} cell(s) read)."
         )
     return notes
 

@@ -77,6 +77,9 @@ def cell_value(cell: dict, key: str) -> str:
         if cell["lost"] or cell["duplicates"] or cell["errors"]:
             flags.append(f"{cell['errors']} errors" if cell["errors"] else "incomplete")
         flags += cell.get("contention") or []
+        for whose, key in (("server", "server_errors"), ("Locust", "loadgen_errors")):
+            if (cell.get(key) or {}).get("count"):
+                flags.append(f"{cell[key]['count']} {whose} log error(s)")
         if cell.get("unavailable"):
             flags.append(
                 "target lacks "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis import churn, storm, style
+from analysis.findings import log_error_notes
 from analysis.results import cell_variants
 from analysis.style import ms_text as ms
 from analysis.style import rank, write_text_inside
@@ -95,6 +96,8 @@ def write_summary_table(run, path: Path) -> Path:
         tail += "\n## Clients that come and go\n\n" + churn.markdown_table(run.cells)
     if storm.rows(run.cells):
         tail += "\n## Reconnect storm\n\n" + storm.markdown_table(run.cells)
+    if logs := log_error_notes(run.cells):
+        tail += "\n## Server and Locust logs\n\n" + "".join(f"- {line}\n" for line in logs)
     return write_text_inside(
         path.parent, path.name, "\n".join(head) + markdown_table(run.cells) + tail
     )

@@ -26,6 +26,7 @@ from pushpull.clock import correction, measure_offset
 from pushpull.config import BenchConfig, Cell
 from pushpull.cputime import cpu_seconds
 from pushpull.intervals import latency_intervals
+from pushpull.logscan import scan_logs
 from pushpull.manifest import PROJECT_ROOT, write_json
 from pushpull.mq import QueueUnavailable, Redis, redacted
 from pushpull.procs import (
@@ -409,10 +410,14 @@ def run_cell(
             lambda left: tick("measuring", left), locust, servers, "window",
         )  # fmt: skip
         end = snapshot(stats_urls, processes, redis, stats_last=True)
-        published = None
+        published = last_quarter = None
         if "published" not in unavailable:
             published = get_json(
                 url + f"/published?since={window['start_ns']}&until={window['end_ns']}"
+            )
+            quarter_ns = (window["end_ns"] - window["start_ns"]) // 4
+            last_quarter = get_json(
+                url + f"/published?since={window['end_ns'] - quarter_ns}&until={window['end_ns']}"
             )
         tick("collecting", 0)
         try:
@@ -480,8 +485,50 @@ def run_cell(
     summary["contention"] = shared
     if storm is not None:
         summary["recovery"] = storm_figures(storm, merged, start, end, window)
+    summary["server_errors"] = (
+        scan_logs({s.log_path.name: s.log_path for s in servers}) if servers else None
+    )
+    summary["loadgen_errors"] = scan_logs({locust.log_path.name: locust.log_path})
     write_json(cell_dir / "summary.json", summary)
+    stalled = publisher_stalled(cell, config.duration, published, last_quarter)
+    if stalled:
+        raise HarnessError(stalled + server_error_text(summary["server_errors"]))
     return summary
+
+
+def publisher_stalled(
+    cell: Cell, duration_s: float, published: dict | None, last_quarter: dict | None
+) -> str | None:
+    """Why the cell is void because the server stopped publishing (its publisher died or hung),
+    or None. In broadcast: fewer than half the ticks due in the window were published, or none
+    in its last quarter when at least two were due there. A publisher that stops stops every
+    client's stream, so the cell's figures would describe a broken server."""
+    rate = tick_rate(cell)
+    if published is None or rate <= 0 or rate * duration_s < 2:
+        return None
+    due = rate * duration_s
+    if published["count"] < due / 2:
+        return (
+            f"the server's publisher stopped: {published['count']} of the {due:g} ticks due "
+            f"in the {duration_s:g} s window were published"
+        )
+    if last_quarter is not None and due / 4 >= 2 and last_quarter["count"] == 0:
+        return (
+            f"the server's publisher stopped: none of the {due / 4:g} ticks due in the last "
+            f"{duration_s / 4:g} s of the window was published"
+        )
+    return None
+
+
+def server_error_text(errors: dict | None) -> str:
+    """'; server.log: <first error line> (+N more)', or '' when the servers logged none."""
+    if not errors or not errors["count"]:
+        return ""
+    for name, found in errors["processes"].items():
+        if found["count"]:
+            more = errors["count"] - 1
+            return f"; {name}: {found['first'][0]}" + (f" (+{more} more)" if more else "")
+    return ""
 
 
 def server_clock_correction(url: str, unavailable: dict) -> int:

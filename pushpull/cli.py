@@ -58,6 +58,35 @@ def add_run_options(parser: argparse.ArgumentParser, plot: bool = True) -> None:
         parser.add_argument("--no-plot", action="store_true", help="skip the charts at the end")
 
 
+def add_timing_options(parser: argparse.ArgumentParser) -> None:
+    """The waits around each cell's window: the same flags for every command that measures."""
+    parser.add_argument(
+        "--grace",
+        default="2",
+        help="seconds after spawning before the window opens (default %(default)s)",
+    )
+    parser.add_argument(
+        "--drain",
+        default=None,
+        help="seconds after the window for the deliveries still in flight (default: 2, or 3 "
+        "short-poll intervals if longer); at least the longest --poll-interval",
+    )
+
+
+def timing_options(args: argparse.Namespace, poll_intervals: list[float]) -> dict:
+    """--grace and --drain, checked: BenchConfig keywords."""
+    drain = None
+    if args.drain is not None:
+        drain = cfg.bounded_float("--drain", args.drain, "seconds", "2", 0.0, 600.0)
+        cfg.check_drain(drain, poll_intervals)
+    return {
+        "grace": cfg.bounded_float(
+            "--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False
+        ),
+        "drain": drain,
+    }
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="pushpull", description="Benchmark real-time push against polling on Flask."
@@ -102,11 +131,7 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
     )
-    bench.add_argument(
-        "--grace",
-        default="2",
-        help="seconds after spawning before the window opens (default %(default)s)",
-    )
+    add_timing_options(bench)
     bench.add_argument(
         "--scenario",
         default="broadcast",
@@ -225,6 +250,7 @@ def build_parser() -> Parser:
     perf.add_argument("--clients", default="1000", help="clients per cell (default %(default)s)")
     perf.add_argument("--duration", default="20", help="seconds per window (default %(default)s)")
     perf.add_argument("--repeat", default="3", help="repeats per variant (default %(default)s)")
+    add_timing_options(perf)
     add_run_options(perf, plot=False)
 
     capacity = commands.add_parser(
@@ -263,6 +289,7 @@ def build_parser() -> Parser:
     capacity.add_argument(
         "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
     )
+    add_timing_options(capacity)
     add_run_options(capacity)
 
     storm = commands.add_parser(
@@ -291,6 +318,7 @@ def build_parser() -> Parser:
         "--spawn-rate", default="200", help="clients started per second (default %(default)s)"
     )
     storm.add_argument("--repeat", default="1", help="repeats per transport (default 1)")
+    add_timing_options(storm)
     add_run_options(storm)
 
     worker = commands.add_parser(
@@ -341,6 +369,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
     kinds = cfg.parse_client_kinds(args.client, chosen)
     churn = cfg.parse_churn_every(args.churn_every)
     cfg.check_churn(churn, kinds)
+    poll_intervals = cfg.parse_poll_intervals(args.poll_interval)
     return cfg.BenchConfig(
         target=cfg.parse_target(args.target, server_procs, queues),
         loadgen_workers=workers,
@@ -356,7 +385,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         transports=chosen,
         duration=cfg.parse_duration(args.duration),
         rates=cfg.parse_rates(args.rate),
-        poll_intervals=cfg.parse_poll_intervals(args.poll_interval),
+        poll_intervals=poll_intervals,
         out=cfg.check_out_dir(args.out),
         host=args.host,
         port=cfg.parse_port(args.port),
@@ -374,7 +403,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
         ),
         resume=cfg.parse_resume(args.resume),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
-        grace=cfg.bounded_float("--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False),
+        **timing_options(args, poll_intervals if "shortpoll" in chosen else []),
         allow_concurrent=args.allow_concurrent,
     )
 
@@ -458,6 +487,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         client_kinds=cfg.parse_client_kinds(args.client, chosen),
         loadgen_procs=cfg.parse_loadgen_procs(args.loadgen_procs),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
+        **timing_options(args, [0.5] if "shortpoll" in chosen else []),
         allow_concurrent=args.allow_concurrent,
     )
     status, run_dir = run_sweep(config, pin=not args.no_pin, command="perf")
@@ -477,16 +507,19 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     maximum = cfg.positive_int("--max", args.max, "a client count", "5000")
     if maximum < start:
         raise cfg.UsageError(f"--max: {maximum} is below --start {start}")
+    chosen = cfg.parse_transports(args.transports)
+    poll_intervals = cfg.parse_poll_intervals(args.poll_interval)[:1]
     config = cfg.BenchConfig(
         clients=[start],
-        transports=cfg.parse_transports(args.transports),
+        transports=chosen,
         duration=cfg.parse_duration(args.duration),
         rates=cfg.parse_rates(args.rate)[:1],
-        poll_intervals=cfg.parse_poll_intervals(args.poll_interval)[:1],
+        poll_intervals=poll_intervals,
         out=cfg.check_out_dir(args.out),
         spawn_rate=cfg.bounded_float(
             "--spawn-rate", args.spawn_rate, "clients per second", "200", 0.0, 100_000.0
         ),
+        **timing_options(args, poll_intervals if "shortpoll" in chosen else []),
         allow_concurrent=args.allow_concurrent,
     )
     slo = cfg.bounded_float("--slo-p99", args.slo_p99, "milliseconds", "250", 0.0, 60_000.0)
@@ -533,6 +566,7 @@ def cmd_storm(args: argparse.Namespace) -> int:
         ),
         resume=cfg.parse_resume(args.resume),
         repeat=cfg.positive_int("--repeat", args.repeat, "a repeat count", "3", maximum=100),
+        **timing_options(args, [0.5] if "shortpoll" in chosen else []),
         allow_concurrent=args.allow_concurrent,
         storm_at_s=before,
     )

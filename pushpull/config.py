@@ -76,6 +76,7 @@ class BenchConfig:
     port: int = 0
     spawn_rate: float = 200.0
     grace: float = 2.0
+    drain: float | None = None  # seconds after the window; None: drain_s's default
     longpoll_timeout: float = 20.0
     client_kinds: list[str] = field(default_factory=lambda: ["lean"])
     loadgen_procs: list[int] = field(default_factory=lambda: [1])
@@ -141,7 +142,10 @@ class BenchConfig:
         return cell.loadgen_workers or cell.loadgen_procs
 
     def drain_s(self, cell: Cell) -> float:
-        """Time after the window for the last events in flight to arrive."""
+        """Time after the window for the last events in flight to arrive: --drain, or by default
+        2 s, or 3 short-poll intervals where that is longer."""
+        if self.drain is not None:
+            return self.drain
         return max(2.0, 3 * (cell.poll_interval or 0))
 
     def estimated_cell_s(self, cell: Cell) -> float:
@@ -159,6 +163,17 @@ class BenchConfig:
         data["out"] = str(self.out)
         data["message_queues"] = [q if q is None else redacted(q) for q in self.message_queues]
         return data
+
+
+def check_drain(drain: float, poll_intervals: list[float]) -> None:
+    """A drain shorter than a short-poll interval would count the window's last events as lost
+    (the poll that fetches them comes after Locust stopped)."""
+    longest = max(poll_intervals, default=0.0)
+    if drain < longest:
+        raise UsageError(
+            f"--drain: {drain:g} s is shorter than the short-poll interval {longest:g} s; events "
+            f"published at the window's end would be counted lost (allowed: at least {longest:g})"
+        )
 
 
 def parse_list(flag: str, text: str, convert, what: str, example: str) -> list:

@@ -11,6 +11,8 @@ Version history:
        `gap_lost_share`, `connect_us`, `catchup_us`, `caught_up`, `catchup_latency_us`;
        `storm`, `recovery` (every connection dropped at once: recovery times and curves);
        `latency_ci_us` (95% intervals of p50/p90/p99/p99.9, a bootstrap over events)
+    5  `server_errors`, `loadgen_errors`: tracebacks and error lines in the cell's server and
+       Locust logs ({count, processes: {log: {count, first}}}; null for a target's server)
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 
 class LatencySummary(TypedDict):
@@ -116,6 +118,8 @@ class CellSummary:
     latency_ci_us: dict | None = None  # 95% interval of each percentile, over events
     storm: bool = False  # `pushpull storm`: every connection dropped at once mid-window
     recovery: dict | None = None  # after that drop: times, curves, CPU (docs/results.md)
+    server_errors: dict | None = None  # tracebacks and error lines in the servers' logs (5)
+    loadgen_errors: dict | None = None  # the same in Locust's log
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -132,4 +136,6 @@ def upgrade_cell(cell: dict, version: int) -> dict:
         cell = {"server_procs": 1, "message_queue": None, **cell}
     if version < 4:
         cell = {"churn_every": 0.0, "churn_downtime": 1.0, "resume": None, "reconnects": 0, **cell}
+    if version < 5:
+        cell = {"server_errors": None, "loadgen_errors": None, **cell}
     return cell

@@ -268,6 +268,7 @@ def run_publisher(log: EventLog, rate: float, pad: str, queue: Queue | None = No
     With a queue, only while this process holds the publisher's lease (one publisher for all)."""
     if rate <= 0:
         return
+    dies_after = injected_publisher_fault()
     period_ns = int(1e9 / rate)
     data = {"pad": pad} if pad else {}
     data_json = strict_json(data)  # encoded once, not per tick
@@ -284,6 +285,27 @@ def run_publisher(log: EventLog, rate: float, pad: str, queue: Queue | None = No
         gevent.sleep(max(delay, 0))
         log.publish("tick", data, t_sched, data_json)
         k += 1
+        if k == dies_after:
+            raise RuntimeError(
+                f"{FAULT_ENV}={dies_after}: the publisher dies, as a broken one would"
+            )
+
+
+FAULT_ENV = "PUSHPULL_FAULT_PUBLISHER_DIES_AFTER"
+
+
+def injected_publisher_fault() -> int | None:
+    """For the harness's own tests only (never set by pushpull): with PUSHPULL_FAULT_PUBLISHER_
+    DIES_AFTER=N in its environment, a server's publisher raises after N ticks, as a publisher
+    killed by a fan-out bug does, so a test can check that the harness notices."""
+    text = os.environ.get(FAULT_ENV)
+    if not text:
+        return None
+    try:
+        return max(1, int(text))
+    except ValueError:
+        sys.stderr.write(f"warning: {FAULT_ENV}={text!r} is not a tick count; ignored\n")
+        return None
 
 
 def rss_bytes() -> int:
@@ -421,12 +443,30 @@ def counting_socket_class(counters: Counters) -> type:
     return CountingSocket
 
 
+class ClosingUpgradeHandler(pywsgi.WSGIHandler):
+    """pywsgi's handler, except that a connection upgraded to WebSocket is closed when its
+    handler returns. simple-websocket writes the 101 itself, so pywsgi never learns of the
+    upgrade and, as for any HTTP/1.1 request, waits on the socket for the next request: the
+    client, having exchanged Close frames, then waits for a TCP close that never comes
+    (python-socketio's client gives up after 3 s). RFC 6455 section 7.1.1: after the closing
+    handshake the server closes the TCP connection first."""
+
+    def handle_one_response(self):
+        try:
+            super().handle_one_response()
+        finally:
+            if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+                self.close_connection = True
+
+
 class NoDelayWSGIServer(pywsgi.WSGIServer):
     """pywsgi writes headers and body in two sends; with Nagle on, each response then waits ~40 ms
     for the client's delayed ACK. Setting TCP_NODELAY on every accepted socket removes that.
     Accepted sockets are re-wrapped so the bytes crossing them are counted, and registered while
     their handler runs (each in its own greenlet), so that `POST /admin/drop` (with `admin`) can
     cut them all at once, whatever transport they carry."""
+
+    handler_class = ClosingUpgradeHandler
 
     def __init__(self, *args, counters: Counters, admin: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

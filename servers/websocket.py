@@ -27,6 +27,7 @@ import gevent.selectors
 from flask import Flask, g, request
 from flask_sock import Sock
 from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from servers.common import (
     MAX_BODY_BYTES,
@@ -123,7 +124,15 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
         compression), and sent whole (sendall), in order."""
         if peer.dropped:
             return
-        data = peer.ws.ws.send(TextMessage(data=text))
+        try:
+            data = peer.ws.ws.send(TextMessage(data=text))
+        except LocalProtocolError:
+            # The closing handshake has begun (either side sent Close): no more frames may go to
+            # this client, and its handler is about to end. Forget it; cutting the socket now
+            # could lose the answering Close frame.
+            peer.dropped = True
+            connections.discard(peer)
+            return
         if not peer.backlog:
             try:
                 sent = peer.raw.send(data)
