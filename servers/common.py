@@ -444,12 +444,16 @@ def counting_socket_class(counters: Counters) -> type:
 
 
 class ClosingUpgradeHandler(pywsgi.WSGIHandler):
-    """pywsgi's handler, except that a connection upgraded to WebSocket is closed when its
-    handler returns. simple-websocket writes the 101 itself, so pywsgi never learns of the
-    upgrade and, as for any HTTP/1.1 request, waits on the socket for the next request: the
-    client, having exchanged Close frames, then waits for a TCP close that never comes
-    (python-socketio's client gives up after 3 s). RFC 6455 section 7.1.1: after the closing
-    handshake the server closes the TCP connection first."""
+    """pywsgi's handler, except that a connection upgraded to WebSocket ends when its handler
+    returns. simple-websocket writes the 101 itself, so pywsgi never learns of the upgrade and,
+    as after any HTTP/1.1 request, waits on the socket for the next one: the client, having sent
+    its Close frame, then waits for a TCP close that never comes (python-socketio's client gives
+    up after 3 s). RFC 6455 section 5.5.1: after a Close frame each way, close the TCP
+    connection; section 7.1.1: the server first. So once the handler returned (its Close frame
+    sent), the write side is shut (FIN), what the client still sends (its Close frame) is read
+    through the counted socket until it closes too, at most CLOSE_WAIT_S."""
+
+    CLOSE_WAIT_S = 2.0
 
     def handle_one_response(self):
         try:
@@ -457,6 +461,17 @@ class ClosingUpgradeHandler(pywsgi.WSGIHandler):
         finally:
             if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
                 self.close_connection = True
+                self.finish_websocket()
+
+    def finish_websocket(self) -> None:
+        sock = self.socket
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(self.CLOSE_WAIT_S)
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass  # the client is gone already, or took too long: the connection closes now
 
 
 class NoDelayWSGIServer(pywsgi.WSGIServer):
