@@ -9,7 +9,7 @@ import json
 import pytest
 
 from loadtests.recorder import Recorder, expected_deliveries, gap_figures
-from tests.conftest import pushpull
+from tests.conftest import chart_size, log_problems, publish_problems, pushpull
 
 T0 = 10**18
 
@@ -80,6 +80,7 @@ def test_a_duplicate_replay_is_a_duplicate_not_a_second_catch_up():
     assert files(recorder)["gaps"] == [[15, 17, []]]
 
 
+@pytest.mark.slow
 def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(tmp_path):
     """Real servers, real Locust, one sweep: clients leave every ~1 s for 0.3 s. Every event of
     the window is owed to each client either while connected (expected) or while away
@@ -89,7 +90,7 @@ def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(tmp_p
     result = pushpull(
         "bench", "--transports", "socketio,websocket,longpoll", "--clients", "4",
         "--rate", "20", "--churn-every", "1", "--churn-downtime", "0.3", "--resume", "off,on",
-        "--grace", "0.5", "--duration", "3", "--out", str(tmp_path), "--allow-concurrent",
+        "--grace", "0.5", "--drain", "1", "--duration", "3", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]
@@ -98,6 +99,8 @@ def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(tmp_p
         ("longpoll", None), ("socketio", False), ("socketio", True),
         ("websocket", False), ("websocket", True),
     ]  # fmt: skip
+    assert not log_problems(cells), log_problems(cells)
+    assert not publish_problems(cells), publish_problems(cells)  # a dead publisher fails here
     for cell in cells:
         assert cell["churn_every"] == 1 and cell["reconnects"] > 0, cell["name"]
         assert cell["lost"] == 0 and cell["duplicates"] == 0, cell["name"]
@@ -108,23 +111,26 @@ def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(tmp_p
         else:
             assert cell["gap_lost"] == 0 and cell["caught_up"] > 0, cell["name"]
             assert cell["catchup_latency_us"]["count"] > 0, cell["name"]
-    assert (run / "charts" / "churn.png").exists()
+    chart_size(run / "charts" / "churn.png")
     assert "Clients that come and go" in (run / "summary.md").read_text()
     findings = (run / "report.html").read_text()
     assert "websocket without resume" in findings and "longpoll 0 of" in findings
 
 
+@pytest.mark.slow
 def test_storm_on_a_few_clients(tmp_path):
     """`pushpull storm`: every connection dropped at once; Socket.IO clients (socket.io-client's
     0.5-1.5 s first wait) and SSE clients (EventSource's 3 s) all come back within the window;
     SSE catches up on everything published meanwhile, Socket.IO without resume never does."""
     result = pushpull(
         "storm", "--transports", "socketio,sse", "--clients", "3", "--rate", "10",
-        "--before", "1", "--after", "4", "--out", str(tmp_path), "--allow-concurrent",
+        "--before", "1", "--after", "4", "--grace", "0.5", "--drain", "1", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]
     cells = {c["transport"]: c for c in json.loads((run / "summary.json").read_text())["cells"]}
+    assert not log_problems(list(cells.values())), log_problems(list(cells.values()))
+    assert not publish_problems(list(cells.values())), publish_problems(list(cells.values()))
     for transport, cell in cells.items():
         recovery = cell["recovery"]
         assert cell["storm"] is True
@@ -139,7 +145,7 @@ def test_storm_on_a_few_clients(tmp_path):
     assert socketio["resume"] is False
     assert socketio["gap_lost"] == socketio["gap_owed"]
     assert socketio["recovery"]["never_caught_up"] == 3
-    assert (run / "charts" / "storm.png").exists()
+    chart_size(run / "charts" / "storm.png")
     assert "Reconnect storm" in (run / "summary.md").read_text()
     report = (run / "report.html").read_text()
     assert 'id="storm"' in report and "EventSource" in report

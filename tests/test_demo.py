@@ -18,17 +18,13 @@ import urllib.request
 import pytest
 
 from pushpull import demo, transports
-from tests.cdp import CHROMIUM, Chromium
-from tests.conftest import ROOT, pushpull
+from tests.cdp import Chromium
+from tests.conftest import ROOT, needs, pushpull
 
 NAMES = list(transports.NAMES)
 PUSH = [t.name for t in transports.REGISTRY if t.role == transports.PUSH]
-HAVE_SOCKETIO_CLIENT = (demo.SOCKETIO_CLIENT / "socket.io.min.js").is_file()
-needs_browser = pytest.mark.skipif(
-    CHROMIUM is None or not HAVE_SOCKETIO_CLIENT,
-    reason="needs Debian's chromium (.ci/run installs it) and node_modules/socket.io-client "
-    "(make setup installs it)",
-)
+needs_browser = needs("Chromium", "socket.io-client")
+
 
 PANES = "Array.from(document.querySelectorAll('.pane'))"
 

@@ -29,6 +29,8 @@ from pushpull.logscan import scan_log
 from pushpull.procs import get_json
 from tests.conftest import running_server
 
+pytestmark = pytest.mark.slow  # the full tier (make test-all)
+
 CLIENTS = {"websocket": 400, "socketio": 200, "sse": 400}  # acceptance size: 400 each
 RATE = float(os.environ.get("PUSHPULL_FANOUT_RATE", "200"))
 CLOSING_S = 3.0  # the leavers close at random moments over this long

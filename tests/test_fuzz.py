@@ -13,12 +13,15 @@ import os
 import urllib.error
 import urllib.request
 
+import pytest
 import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pushpull.probes import WebSocketProbe, call
 from tests.conftest import running_server
+
+pytestmark = pytest.mark.slow  # the full tier (make test-all)
 
 EXAMPLES = int(os.environ.get("PUSHPULL_FUZZ", "150"))
 SETTINGS = settings(

@@ -13,26 +13,22 @@ import pytest
 
 from analysis.report import COLUMNS
 from analysis.results import load_run
-from tests.cdp import CHROMIUM, Chromium
-from tests.conftest import pushpull
+from pushpull.proxy import Proxy
+from tests.cdp import Chromium
+from tests.conftest import chart_size, needs, pushpull, running_server
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report")
-    result = pushpull(
-        "bench", "--clients", "2", "--transports", "socketio,longpoll", "--duration", "1",
-        "--rate", "8", "--grace", "0.5", "--repeat", "2", "--out", str(out), timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "report in" in result.stdout, "bench ends by printing where report.html is"
-    return (out / "latest").resolve()
+def tiny_run(reference_run) -> Path:
+    """The session's reference run (tests/conftest.py): every transport at 2 and 4 clients."""
+    assert "report in" in reference_run.result.stdout, "bench ends by printing the report's path"
+    return reference_run.path
 
 
 def test_report_is_self_contained_and_from_this_run(tiny_run):
     html = (tiny_run / "report.html").read_text()
     cells = json.loads((tiny_run / "summary.json").read_text())["cells"]
-    assert len(re.findall(r'<tr class="cell">', html)) == len(cells) == 4
+    assert len(re.findall(r'<tr class="cell">', html)) == len(cells) == 12
     assert not re.search(r'(src|href)="(https?:)?//', html), "nothing fetched from the network"
     images = re.findall(r'<img src="([^"]+)"', html)
     assert len(images) >= 4 and all(src.startswith("data:image/png;base64,") for src in images)
@@ -51,7 +47,7 @@ def test_report_is_self_contained_and_from_this_run(tiny_run):
     p99_cell = re.findall(r"<td>(.*?)</td>", row)[[k for k, _ in COLUMNS].index("p99")]
     p99 = f"{socketio['latency_us']['p99'] / 1000:.1f}"
     interval = socketio["latency_ci_us"]["p99"]
-    assert socketio["latency_ci_us"]["events"] >= 5, "8 events/s for 1 s: an interval"
+    assert socketio["latency_ci_us"]["events"] >= 5, "4 events/s for 2 s: an interval"
     low, high = interval
     assert p99_cell.startswith(f"{p99} <span"), p99_cell
     assert f"[{low / 1000:.1f}, {high / 1000:.1f}]" in p99_cell, p99_cell
@@ -63,14 +59,48 @@ def test_report_is_self_contained_and_from_this_run(tiny_run):
         assert question in html
 
 
-def test_compare_marks_noise(tiny_run, tmp_path):
+def test_compare_of_a_run_with_itself_is_all_noise(tiny_run, tmp_path):
     result = pushpull("compare", str(tiny_run), str(tiny_run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "compare.md").read_text()
-    assert "socketio-c2-r8" in text and "longpoll-c2-r8" in text
+    assert "socketio-c2-r4" in text and "longpoll-c2-r4" in text
     assert "1.00x (within noise" in text, "a run compared with itself is all noise"
     assert "higher" not in text and "lower" not in text
-    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    chart_size(tmp_path / "compare.png")
+
+
+def compare_row(text: str, cell: str) -> list[str]:
+    (line,) = [line for line in text.splitlines() if line.startswith(f"| {cell} |")]
+    return [part.strip() for part in line.strip("|").split("|")][1:]
+
+
+def test_compare_calls_a_known_added_delay_real_with_its_sign(tiny_run, tmp_path):
+    """B is the reference run's plain WebSocket cell measured again through a proxy that holds
+    every chunk 20 ms each way: compare must call its latency higher (B against A) and lower (A
+    against B), never noise, and the cells only A has must be named as such."""
+    with (
+        running_server("servers.websocket", 4) as (url, _pid),
+        Proxy(url, delay_s=0.020) as proxy,
+    ):
+        result = pushpull(
+            "bench", "--target", proxy.url, "--transports", "websocket", "--clients", "2",
+            "--rate", "4", "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot",
+            "--out", str(tmp_path / "delayed"), timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    delayed = (tmp_path / "delayed" / "latest").resolve()
+    (cell,) = json.loads((delayed / "summary.json").read_text())["cells"]
+    assert cell["name"] == "websocket-c2-r4" and cell["latency_us"]["p50"] >= 20_000
+    for a, b, verdict in ((tiny_run, delayed, "higher"), (delayed, tiny_run, "lower")):
+        out = tmp_path / f"compare-{verdict}"
+        compared = pushpull("compare", str(a), str(b), "--out", str(out))
+        assert compared.returncode == 0, compared.stderr
+        text = (out / "compare.md").read_text()
+        p50, p99 = compare_row(text, "websocket-c2-r4")[:2]
+        assert f"({verdict}, band" in p50 and f"({verdict}, band" in p99, (p50, p99)
+        ratio = float(p50.split("x")[0])
+        assert (ratio > 10) if verdict == "higher" else (ratio < 0.1), p50
+        assert "Cells in only one of the runs: " in text and "socketio-c2-r4" in text
 
 
 def test_compare_needs_run_folders(tmp_path):
@@ -79,9 +109,7 @@ def test_compare_needs_run_folders(tmp_path):
     assert result.stderr.count("\n") == 1 and "not a run folder" in result.stderr
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="Debian's chromium is not installed here (.ci/run installs it)"
-)
+@needs("Chromium")
 def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
     with Chromium(tmp_path / "profile", 1280, 1600) as browser:
         browser.navigate((tiny_run / "report.html").as_uri())

@@ -343,6 +343,7 @@ def redis_url():
         process.wait(10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("client", ["socketio", "websocket"])
 def test_a_resume_on_another_process_of_one_stream(client, redis_url):
     """With --message-queue, a seq names the same event on every process: a client that leaves

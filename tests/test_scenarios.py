@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pushpull import transports
 from pushpull.capacity import verdict
-from tests.conftest import pushpull
+from tests.conftest import chart_size, log_problems, publish_problems, pushpull
 
-QUICK = ("--grace", "0.5", "--duration", "2")
+QUICK = ("--grace", "0.5", "--drain", "0.5", "--duration", "2")
 
 
 def run_of(out: Path) -> Path:
@@ -24,6 +26,7 @@ def cells_of(out: Path) -> list[dict]:
 CHAT_TRANSPORTS = [t.name for t in transports.REGISTRY if "poll_interval" not in t.dimensions]
 
 
+@pytest.mark.slow
 def test_chat_scenario_every_transport(tmp_path):
     """Every transport of the registry but interval polling (its latency is its interval)."""
     result = pushpull(
@@ -33,6 +36,7 @@ def test_chat_scenario_every_transport(tmp_path):
     assert result.returncode == 0, result.stderr
     cells = cells_of(tmp_path)
     assert {c["transport"] for c in cells} == set(CHAT_TRANSPORTS)
+    assert not log_problems(cells), log_problems(cells)
     for cell in cells:
         assert cell["scenario"] == "chat" and cell["name"].endswith("-chat")
         # 3 clients each sending 2/s for ~2 s: every message reaches all 3 (the sender too)
@@ -45,6 +49,7 @@ def test_chat_scenario_every_transport(tmp_path):
         assert cell["publisher_lag_us"]["p50"] is None, "no ticks in the chat scenario"
 
 
+@pytest.mark.slow
 def test_rate_and_payload_sweep_is_factorial_charted_and_on_the_wire(tmp_path):
     """Two dimensions at once (rate x payload, 4 cells): every combination measured, the
     publisher keeps each rate, and the padding shows up in the bytes sent per delivery."""
@@ -55,6 +60,7 @@ def test_rate_and_payload_sweep_is_factorial_charted_and_on_the_wire(tmp_path):
     assert result.returncode == 0, result.stderr
     cells = cells_of(tmp_path)
     by_key = {(c["rate"], c["payload_bytes"]): c for c in cells}
+    assert not log_problems(cells) and not publish_problems(cells), log_problems(cells)
     assert sorted(by_key) == [(10.0, 0), (10.0, 3000), (20.0, 0), (20.0, 3000)]
     for cell in cells:
         assert abs(cell["published"] - cell["rate"] * 2) <= 2, "the publisher keeps its rate"
@@ -68,25 +74,34 @@ def test_rate_and_payload_sweep_is_factorial_charted_and_on_the_wire(tmp_path):
         assert 2850 < grown < 3350, (rate, grown)
     charts = run_of(tmp_path) / "charts"
     for name in ("latency_vs_rate.png", "cost_per_delivery.png", "latency_vs_clients.png"):
-        assert (charts / name).stat().st_size > 10_000, name
+        chart_size(charts / name)
 
 
+@pytest.mark.slow
 def test_capacity_search_on_tiny_bounds(tmp_path):
+    """Both ends of the search on real servers: Socket.IO holds a 100 ms p99 up to --max (then
+    4 is measured once more, --capacity-repeats 2); short-poll every 0.5 s cannot hold it even
+    at 2 clients (its p99 is about the interval), so its search stops at the first step."""
     result = pushpull(
-        "capacity", "--transports", "socketio", "--slo-p99", "1000", "--start", "2",
+        "capacity", "--transports", "socketio,shortpoll", "--slo-p99", "100", "--start", "2",
         "--step", "2", "--max", "4", "--duration", "1", "--capacity-repeats", "2",
-        "--out", str(tmp_path), timeout=300,
+        "--grace", "0.5", "--drain", "0.5", "--out", str(tmp_path), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     capacity = json.loads((run_of(tmp_path) / "capacity.json").read_text())
-    for transport in ("socketio",):  # the search's other branches: tests/test_rules.py
-        found = capacity["transports"][transport]
-        # reaching --max within the limit, then 4 measured once more (--capacity-repeats 2)
-        assert [clients for clients, _p99 in found["steps"]] == [2, 4, 4]
-        assert found["capacity"] == 4 and found["lower_bound"] and "--max" in found["reason"]
-        assert found["capacity_range"] == [4, None], found["measurements"]
+    found = capacity["transports"]["socketio"]
+    assert [clients for clients, _p99 in found["steps"]] == [2, 4, 4]
+    assert found["capacity"] == 4 and found["lower_bound"] and "--max" in found["reason"]
+    assert found["capacity_range"] == [4, None], found["measurements"]
+    failed = capacity["transports"]["shortpoll"]
+    (step,) = failed["steps"]
+    assert step[0] == 2 and step[1] > 100, failed  # one measurement, its p99 in ms
+    assert failed["capacity"] is None and failed["stopped_at"] == 2, failed
+    assert "over the 100 ms limit" in failed["reason"] and not failed["lower_bound"], failed
+    assert failed["capacity_range"] == [None, 2], failed["measurements"]
     assert "socketio: at least 4 clients" in result.stdout
-    assert (run_of(tmp_path) / "charts" / "capacity.png").stat().st_size > 10_000
+    assert "shortpoll: below 2 clients (at 2: p99" in result.stdout, result.stdout
+    chart_size(run_of(tmp_path) / "charts" / "capacity.png")
 
 
 def test_capacity_verdicts():

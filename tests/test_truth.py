@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pushpull.proxy import Proxy
 from tests.conftest import latency_problems, pushpull, running_server
+
+pytestmark = pytest.mark.slow  # the full tier (make test-all)
 
 DELAY_MS = 40  # each way: Nagle's wait for a delayed ACK on Linux
 CLOCK_OFFSET_MS = -500  # the server's clock runs this far behind the load generator's
@@ -30,7 +34,7 @@ def test_a_known_delay_behind_a_skewed_clock_is_measured_as_that_delay(tmp_path)
     ):
         result = pushpull(
             "bench", "--target", proxy.url, "--transports", "websocket", "--clients", "3",
-            "--duration", "2", "--grace", "0.5", "--no-plot", "--out", str(tmp_path),
+            "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path),
             timeout=120,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
