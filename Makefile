@@ -23,7 +23,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf capacity storm churn plot report compare gallery noise validate demo test lint clean
+.PHONY: setup bench perf capacity storm churn plot report compare gallery noise validate demo test test-all lint clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -108,7 +108,13 @@ validate: $(STAMP)
 demo: setup
 	$(BIN)/pushpull demo --port "$(DEMO_PORT)"
 
+# The fast tier (about 4 minutes on 2 cores): every transport's protocol, the smoke sweep over
+# every transport, the rules, the report and compare, the browser demo.
 test: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+# Everything (what .ci/run calls, under 10 minutes): the fast tier plus the tests marked slow.
+test-all: setup
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

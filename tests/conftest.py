@@ -131,6 +131,14 @@ def pytest_sessionstart(session):
         RunLock.acquire(allow_concurrent=False).release()
     except ConcurrentRun as exc:
         pytest.exit(f"pushpull tests: not started: {exc}", returncode=2)
+    required = [p.strip() for p in os.environ.get("PUSHPULL_REQUIRE", "").split(",") if p.strip()]
+    for piece in required:  # .ci/run names what it installed: missing is a failure, not a skip
+        if piece not in PIECES:
+            pytest.exit(f"pushpull tests: PUSHPULL_REQUIRE names {piece!r}, not one of "
+                        f"{', '.join(PIECES)}", returncode=2)  # fmt: skip
+        if not have(piece):
+            pytest.exit(f"pushpull tests: not started: {piece} is missing, and PUSHPULL_REQUIRE "
+                        f"says it must be here ({PIECES[piece][1]})", returncode=3)  # fmt: skip
     sweep_namespaces()
     sweep_redis_keys()
 

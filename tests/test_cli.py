@@ -57,6 +57,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         (["--master-port", "0"], ["--master-port", "1-65535"]),
         (["--target", "ftp://x"], ["--target", "'ftp://x'", "http://HOST:PORT"]),
         (["--churn-every", "soon"], ["--churn-every", "'soon'", "mean seconds"]),
+        (["--drain", "-1"], ["--drain", "-1", "above 0"]),
+        (["--drain", "later"], ["--drain", "'later'"]),
+        (
+            ["--transports", "shortpoll", "--poll-interval", "1", "--drain", "0.5"],
+            ["--drain", "shorter than the short-poll interval 1 s", "at least 1"],
+        ),
+        (["--grace", "-2"], ["--grace", "-2"]),
         (["--churn-every", "0.01"], ["--churn-every", "too often", "0.1 to 3600"]),
         (["--churn-every", "-5"], ["--churn-every", "-5", "at least 0"]),
         (["--churn-downtime", "x"], ["--churn-downtime", "'x'"]),
@@ -91,6 +98,8 @@ def test_bench_rejects_bad_input(tmp_path, args, needles):
         (["--slo-p99", "0"], ["--slo-p99", "above 0"]),
         (["--step", "two"], ["--step", "'two'"]),
         (["--transports", "carrier-pigeon"], ["--transports", "'carrier-pigeon'"]),
+        (["--drain", "0"], ["--drain", "above 0"]),
+        (["--grace", "soon"], ["--grace", "'soon'"]),
     ],
 )
 def test_capacity_rejects_bad_input(tmp_path, args, needles):
@@ -105,6 +114,7 @@ def test_capacity_rejects_bad_input(tmp_path, args, needles):
         (["--after", "forever"], ["--after", "'forever'"]),
         (["--transports", "telegraph"], ["--transports", "'telegraph'"]),
         (["--resume", "both"], ["--resume", "'both'", "off or on"]),
+        (["--drain", "x"], ["--drain", "'x'"]),
     ],
 )
 def test_storm_rejects_bad_input(tmp_path, args, needles):

@@ -74,9 +74,12 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
         if spec.role == transports.POLL:  # a poll brings one delivery, or comes back empty
             assert 0.5 <= cell["requests_per_delivery"] <= 20, cell
         assert (cell["poll_interval"] is None) == ("poll_interval" not in spec.dimensions)
-        # server CPU per delivery: what was measured here is 20-3000 us (push to short-poll,
-        # idle publisher included, 2-4 clients); a CPU reading off by a factor of 1000 fails
-        assert 1 < cell["server_cpu_us_per_delivery"] < 20_000, cell
+        # server CPU per delivery, the idle publisher's share included at 8-16 deliveries/s:
+        # measured 139-1540 us here (WebSocket at 4 clients to short-poll at 2); a reading
+        # off by a factor of ten (ticks for ns, ms for us, a CPU not counted) fails
+        cpu = cell["server_cpu_us_per_delivery"]
+        assert 20 < cpu < 10_000, cell
+        assert 0 <= cell["server_marginal_cpu_us_per_delivery"] <= cpu, cell
         assert 0 < cell["loadgen_cpu_percent"] < 100 * (os.cpu_count() or 1), cell
         folder = run / cell["name"]
         histograms = json.loads((folder / "histograms.json").read_text())
@@ -84,7 +87,11 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
         assert decoded.get_total_count() == cell["received"], "the file holds the cell's count"
         rows = list(csv.DictReader((folder / "locust_stats.csv").open()))
         delivered = {r["Name"]: int(r["Request Count"]) for r in rows}
-        assert delivered.get(cell["transport"], 0) >= cell["received"], (delivered, cell)
+        # Locust's own table: a row per delivery for push, per answer that brought events for
+        # polls (counted from --reset-stats on, so the warm-up's are in it too)
+        counted = delivered.get(cell["transport"], 0)
+        least = cell["received"] if spec.role == transports.PUSH else cell["received"] / 8
+        assert least <= counted <= 3 * cell["received"], (delivered, cell["received"])
         assert "<html" in (folder / "locust.html").read_text()[:2000].lower()
         assert json.loads((folder / "server.log").read_text().splitlines()[0])["pid"] > 0
     assert not latency_problems(cells), latency_problems(cells)  # fails with Nagle left on
@@ -93,7 +100,7 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
     for chart in ("latency_vs_clients.png", "latency_distribution.png"):
         chart_size(run / "charts" / chart)
     table = (run / "summary.md").read_text()
-    assert all(f"| {name} |" in table for name in names), table
+    assert all(f"| {name} " in table for name in names), table
     assert "No traceback or error line in any server or Locust log (12 cell(s) read)." in table
     assert "charts in" in result.stdout
 
