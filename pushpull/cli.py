@@ -443,6 +443,8 @@ def cmd_report_dir(run_dir: Path) -> int:
         print(f"pushpull report: error: {output_error(exc) or exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug in drawing must not hide the measurements: one line, log kept
+        if interrupted(exc):
+            raise KeyboardInterrupt from None
         log = Path(run_dir) / "error.log"
         log.write_text(traceback.format_exc())
         print(
@@ -634,7 +636,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pushpull: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not interrupted(exc):
+            raise
+        # Ctrl-C inside an import (a second one while the report is drawn): Python raises
+        # ImportError("initialization failed") from the KeyboardInterrupt. Still Ctrl-C.
+        print("pushpull: interrupted", file=sys.stderr)
+        return 130
     return 2
+
+
+def interrupted(exc: BaseException | None) -> bool:
+    """Whether `exc` was caused by Ctrl-C (a KeyboardInterrupt in its chain)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

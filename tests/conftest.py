@@ -204,18 +204,26 @@ def forget_redis_channel(channel: str) -> None:
 def running_server(module: str, rate: float = 0.0, *extra: str, stderr: Path | None = None):
     """Start `python -m module --port 0`, read its announce line, yield (url, pid), stop it.
     With `stderr`, the server's error output goes to that file."""
+    command = [sys.executable, "-m", module, "--port", "0", "--rate", str(rate), *extra]
+    with announced(command, stderr) as (url, pid):
+        yield url, pid
+
+
+@contextmanager
+def announced(command: list[str], stderr: Path | None = None, hint: str = ""):
+    """Start a server `command` that prints one JSON line {"listening": URL, "pid": N} when
+    ready (every server of this project, and tests/targets/); yield (URL, pid); stop it."""
     error_file = open(stderr, "w") if stderr is not None else None  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", "0", "--rate", str(rate), *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=error_file or subprocess.PIPE,
-        text=True,
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=error_file or subprocess.PIPE, text=True
     )
     try:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"{module} did not start (exit {process.wait()})")
+            errors = stderr.read_text() if stderr is not None else process.stderr.read()
+            raise RuntimeError(
+                f"{command[:3]} did not start (exit {process.wait()}): {errors}{hint}"
+            )
         announce = json.loads(line)
         yield announce["listening"], announce["pid"]
     finally:

@@ -497,3 +497,44 @@ def test_the_servers_byte_counts_are_what_crossed_the_wire(transport):
     assert proxy.bytes_down > 200 and proxy.bytes_up > 100
     assert after["bytes_written"] - before["bytes_written"] == first_answer + proxy.bytes_down
     assert after["bytes_read"] - before["bytes_read"] == proxy.bytes_up + second_request
+
+
+WEBSOCKET_PATHS = {
+    "servers.websocket": "/ws",
+    "servers.push": "/socket.io/?EIO=4&transport=websocket",
+}
+
+
+@pytest.mark.parametrize("server", sorted(WEBSOCKET_PATHS))
+def test_the_server_closes_the_tcp_connection_after_the_closing_handshake(server, tmp_path):
+    """RFC 6455: a Close frame each way (section 5.5.1), then the server closes the TCP
+    connection first (7.1.1). On 85accd7 the server answered the Close frame and then kept the
+    connection open as if for another HTTP request: the client read no end of stream, and
+    python-socketio's client waited out its 3 s close timeout on every disconnect."""
+    import websocket  # websocket-client, what python-socketio's client runs on
+
+    errors = tmp_path / "server.log"
+    with running_server(server, 0, stderr=errors) as (url, _pid):
+        ws = websocket.create_connection(
+            url.replace("http", "ws", 1) + WEBSOCKET_PATHS[server], timeout=5
+        )
+        if server == "servers.push":  # Engine.IO open, then Socket.IO's connect and welcome
+            assert ws.recv().startswith("0{")
+            ws.send("40")
+            assert ws.recv().startswith("40{")
+        assert "welcome" in ws.recv()
+        ws.send_close()
+        ws.sock.settimeout(2)
+        frame = ws.recv_frame()
+        assert frame.opcode == websocket.ABNF.OPCODE_CLOSE, "the server answers Close with Close"
+        assert ws.sock.recv(1) == b"", "then closes the connection (no wait for a timeout)"
+        ws.sock.close()
+        if server == "servers.push":  # python-socketio's own client, timed: 3.0 s before
+            import socketio
+
+            client = socketio.SimpleClient()
+            client.connect(url, transports=["websocket"])
+            started = time.monotonic()
+            client.disconnect()
+            assert time.monotonic() - started < 1.0, "a close not ended by the server's TCP close"
+    assert "Traceback" not in errors.read_text()

@@ -138,6 +138,10 @@ def test_report_escapes_the_run_folder_and_never_writes_through_a_link(tiny_run,
     shutil.copytree(tiny_run, run, symlinks=True)
     summary = json.loads((run / "summary.json").read_text())
     summary["cells"][0]["errors"] = "<script>alert(1)</script>"
+    summary["cells"][1]["server_errors"] = {
+        "count": 2,
+        "processes": {"server.log": {"count": 2, "first": ["KeyError: '<b>sid</b>'", "x"]}},
+    }
     summary["failed"] = [{"name": "<img src=x onerror=alert(2)>", "reason": "<b>x</b>"}]
     (run / "summary.json").write_text(json.dumps(summary))
     outside = tmp_path / "outside.html"
@@ -150,6 +154,12 @@ def test_report_escapes_the_run_folder_and_never_writes_through_a_link(tiny_run,
     page = (run / "report.html").read_text()
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;" in page and "&lt;img src=x" in page
+    # a server's traceback is flagged on its row and named in the findings and summary.md
+    row = re.findall(r'<tr class="cell">(.*?)</tr>', page)[1]
+    assert "2 server log error(s)" in row, row
+    named = f"{summary['cells'][1]['name']}: 2 traceback(s) or error line(s) in the server log"
+    assert named in page and "KeyError: &#x27;&lt;b&gt;sid" in page
+    assert named in (run / "summary.md").read_text()
     shutil.rmtree(run / "charts")
     (run / "charts").symlink_to(tmp_path)
     refused = pushpull("report", str(run))

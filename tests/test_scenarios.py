@@ -100,7 +100,7 @@ def test_capacity_search_on_tiny_bounds(tmp_path):
     assert "over the 100 ms limit" in failed["reason"] and not failed["lower_bound"], failed
     assert failed["capacity_range"] == [None, 2], failed["measurements"]
     assert "socketio: at least 4 clients" in result.stdout
-    assert "shortpoll: below 2 clients (at 2: p99" in result.stdout, result.stdout
+    assert "shortpoll: below 2 clients, range [-, 2] (at 2: p99" in result.stdout, result.stdout
     chart_size(run_of(tmp_path) / "charts" / "capacity.png")
 
 

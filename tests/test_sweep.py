@@ -105,12 +105,30 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
     assert "charts in" in result.stdout
 
 
+STARTED: list[subprocess.Popen] = []  # benches started in the background by this module
+
+
 def start_bench(out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    """`pushpull bench` in the background; stopped after the test whatever the test did (a
+    failed assert must not leave a bench holding the run lock for the rest of the session)."""
+    process = subprocess.Popen(
         [sys.executable, "-m", "pushpull.cli", "bench", "--out", str(out), *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    STARTED.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def stop_started_benches():
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()  # its servers and Locust die with it (pushpull/child.py)
+        with contextlib.suppress(Exception):
+            process.communicate(timeout=30)
 
 
 def wait_for_cells(
@@ -360,3 +378,32 @@ def test_a_full_disk_is_one_line_and_leaves_valid_results(small_disk, fill):
     for summary in small_disk.glob("*/summary.json"):
         json.loads(summary.read_text())  # whatever was written is valid
     assert not [p for p in small_disk.rglob(".*.tmp")], "no stray temp files"
+
+
+def test_a_server_fault_fails_the_cell_and_is_named_in_the_results(tmp_path):
+    """A publisher that dies (PUSHPULL_FAULT_PUBLISHER_DIES_AFTER, a fault only tests set, as a
+    fan-out bug once killed the WebSocket server's) stops every client's stream: the harness
+    reads the server's log, records the traceback in server_errors, and fails the cell with the
+    exception's line in its reason (tests/test_report.py checks how a report shows such errors
+    in a cell that did not fail)."""
+    result = pushpull(
+        "bench", "--transports", "websocket,sse", "--clients", "2", "--rate", "10",
+        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--out", str(tmp_path),
+        env={**os.environ, "PUSHPULL_FAULT_PUBLISHER_DIES_AFTER": "3"}, timeout=200,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr + result.stdout
+    run = run_dir_of(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["cells"] == [] and [f["transport"] for f in summary["failed"]] == [
+        "websocket", "sse"
+    ]  # fmt: skip
+    for failed in summary["failed"]:
+        assert "the server's publisher stopped: 0 of the 20 ticks" in failed["reason"], failed
+        assert "server.log: RuntimeError: PUSHPULL_FAULT_PUBLISHER_DIES_AFTER=3" in failed["reason"]
+        cell = json.loads((run / failed["name"] / "summary.json").read_text())
+        errors = cell["server_errors"]
+        assert errors["count"] == 1 and errors["processes"]["server.log"]["count"] == 1, errors
+        assert cell["loadgen_errors"]["count"] == 0, cell["loadgen_errors"]
+    stderr = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(stderr) == 2 and all("publisher stopped" in line for line in stderr), stderr
+    assert "Traceback" not in result.stderr

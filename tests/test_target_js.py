@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from pushpull import transports
 from pushpull.probes import SocketIOProbe
 from pushpull.verify import chat_message, echo_changes, is_echo, verify_target
-from tests.conftest import ROOT, needs, pushpull
+from tests.conftest import ROOT, announced, needs, pushpull
 from tests.test_sweep import run_dir_of
 
 SERVER = ROOT / "tests" / "targets" / "socketio_server.js"
@@ -32,28 +31,10 @@ pytestmark = [pytest.mark.slow, needs("node")]  # the full tier (make test-all)
 def node_server(stderr: Path, rate: float = 10.0):
     """Start the Node.js server on a free port, yield its URL, stop it; its stderr goes to
     `stderr` (which the caller checks: the server writes nothing there unless it fails)."""
-    with open(stderr, "w") as errors:
-        process = subprocess.Popen(
-            [NODE, str(SERVER), "--port", "0", "--rate", str(rate)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True,
-        )  # fmt: skip
-        try:
-            line = process.stdout.readline()
-            if not line:
-                raise RuntimeError(
-                    f"{SERVER.name} did not start (exit {process.wait()}): {stderr.read_text()}"
-                    " (socket.io comes from package-lock.json: `npm ci`, done by make setup)"
-                )
-            announce = json.loads(line)
-            assert announce["pid"] == process.pid
-            yield announce["listening"]
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    command = [NODE, str(SERVER), "--port", "0", "--rate", str(rate)]
+    hint = " (socket.io comes from package-lock.json: `npm ci`, done by make setup)"
+    with announced(command, stderr, hint) as (url, _pid):
+        yield url
 
 
 def test_the_js_server_hands_t_send_back_rounded_and_the_marker_finds_it(tmp_path):
