@@ -374,10 +374,12 @@ def run_cell(
         # The server's idle cost (publisher, hub; no clients), at the same rate and placement,
         # before Locust starts: CPU is counted in ns, so half a second will do. It starts a
         # moment after the verify step's probes have gone, and no /stats read falls inside.
-        time.sleep(IDLE_SETTLE_S)
-        idle_start = snapshot([], processes, redis)
-        time.sleep(IDLE_BASELINE_S)
-        idle_end = snapshot([], processes, redis)
+        idle_start = idle_end = None
+        if config.idle_s > 0:  # --idle 0: not measured (idle and marginal CPU are null)
+            time.sleep(IDLE_SETTLE_S)
+            idle_start = snapshot([], processes, redis)
+            time.sleep(config.idle_s)
+            idle_end = snapshot([], processes, redis)
         spawn_s = cell.clients / config.spawn_rate
         spawn_deadline = 30 + spawn_s * 3 + (config.workers_wait_s if cell.loadgen_workers else 0)
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
@@ -618,7 +620,6 @@ CLIENT_BOUND_CPU_PERCENT = 80.0  # any Locust process above this share of one co
 CLIENT_BOUND_LOOP_LAG_US = 10_000  # or its 10 ms sleeps woke this late at p99
 
 
-IDLE_BASELINE_S = 0.5
 IDLE_SETTLE_S = 0.3  # after the verify probes closed
 
 

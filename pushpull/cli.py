@@ -71,10 +71,16 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
         help="seconds after the window for the deliveries still in flight (default: 2, or 3 "
         "short-poll intervals if longer); at least the longest --poll-interval",
     )
+    parser.add_argument(
+        "--idle",
+        default="0.5",
+        help="seconds the server's CPU is measured with no client before each cell, the idle "
+        "baseline that marginal CPU per delivery subtracts; 0 skips it (default %(default)s)",
+    )
 
 
 def timing_options(args: argparse.Namespace, poll_intervals: list[float]) -> dict:
-    """--grace and --drain, checked: BenchConfig keywords."""
+    """--grace, --drain and --idle, checked: BenchConfig keywords."""
     drain = None
     if args.drain is not None:
         drain = cfg.bounded_float("--drain", args.drain, "seconds", "2", 0.0, 600.0)
@@ -84,6 +90,9 @@ def timing_options(args: argparse.Namespace, poll_intervals: list[float]) -> dic
             "--grace", args.grace, "seconds", "2", 0.0, 600.0, low_open=False
         ),
         "drain": drain,
+        "idle_s": cfg.bounded_float(
+            "--idle", args.idle, "seconds", "0.5", 0.0, 60.0, low_open=False
+        ),
     }
 
 

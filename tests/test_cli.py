@@ -64,6 +64,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
             ["--drain", "shorter than the short-poll interval 1 s", "at least 1"],
         ),
         (["--grace", "-2"], ["--grace", "-2"]),
+        (["--idle", "-1"], ["--idle", "-1"]),
         (["--churn-every", "0.01"], ["--churn-every", "too often", "0.1 to 3600"]),
         (["--churn-every", "-5"], ["--churn-every", "-5", "at least 0"]),
         (["--churn-downtime", "x"], ["--churn-downtime", "'x'"]),

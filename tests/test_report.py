@@ -84,7 +84,7 @@ def test_compare_calls_a_known_added_delay_real_with_its_sign(tiny_run, tmp_path
     ):
         result = pushpull(
             "bench", "--target", proxy.url, "--transports", "websocket", "--clients", "2",
-            "--rate", "4", "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot",
+            "--rate", "4", "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot",
             "--out", str(tmp_path / "delayed"), timeout=120,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout

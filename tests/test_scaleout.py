@@ -51,7 +51,7 @@ def test_two_server_processes_on_redis_for_every_transport_family(tmp_path):
     over both, every delivery accounted for, and the queue's CPU counted in the server's."""
     result = pushpull(
         "bench", "--transports", "socketio,websocket,sse", "--clients", "8",
-        "--server-procs", "2", "--message-queue", REDIS_URL, "--duration", "2", "--grace", "0.5", "--drain", "0.5",
+        "--server-procs", "2", "--message-queue", REDIS_URL, "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0",
         "--no-plot", "--out", str(tmp_path), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
@@ -181,7 +181,7 @@ def test_a_worker_that_leaves_mid_cell_fails_that_cell_and_the_sweep_goes_on(tmp
     ]
     bench = subprocess.Popen(
         [sys.executable, "-m", "pushpull.cli", "bench", "--transports", "websocket,sse",
-         "--clients", "4", "--duration", "6", "--grace", "0.5", "--drain", "0.5", "--loadgen-workers", "2",
+         "--clients", "4", "--duration", "6", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--loadgen-workers", "2",
          "--master-port", str(port), "--workers-wait", "5", "--no-plot", "--out", str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -231,7 +231,7 @@ def test_a_target_without_stats_gives_null_figures_with_the_reason(tmp_path):
         url = json.loads(process.stdout.readline())["listening"]
         result = pushpull(
             "bench", "--target", url, "--transports", "longpoll", "--clients", "4",
-            "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path), timeout=120,
+            "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path), timeout=120,
         )  # fmt: skip
     finally:
         process.terminate()
@@ -354,7 +354,7 @@ def test_a_sweep_across_hosts_made_of_network_namespaces(tmp_path):
             result = pushpull(
                 "bench", "--target", target, "--transports", "sse", "--clients", "6",
                 "--loadgen-workers", "1", "--master-host", master_ip, "--master-port", str(port),
-                "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path),
+                "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path),
                 timeout=180,
             )  # fmt: skip
         finally:

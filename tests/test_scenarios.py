@@ -12,7 +12,7 @@ from pushpull import transports
 from pushpull.capacity import verdict
 from tests.conftest import chart_size, log_problems, publish_problems, pushpull
 
-QUICK = ("--grace", "0.5", "--drain", "0.5", "--duration", "2")
+QUICK = ("--grace", "0.5", "--drain", "0.5", "--idle", "0", "--duration", "2")
 
 
 def run_of(out: Path) -> Path:
@@ -85,7 +85,7 @@ def test_capacity_search_on_tiny_bounds(tmp_path):
     result = pushpull(
         "capacity", "--transports", "socketio,shortpoll", "--slo-p99", "100", "--start", "2",
         "--step", "2", "--max", "4", "--duration", "1", "--capacity-repeats", "2",
-        "--grace", "0.5", "--drain", "0.5", "--out", str(tmp_path), timeout=300,
+        "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--out", str(tmp_path), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     capacity = json.loads((run_of(tmp_path) / "capacity.json").read_text())

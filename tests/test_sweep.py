@@ -169,6 +169,8 @@ SWEEP = (
     "0.5",
     "--drain",
     "0.5",
+    "--idle",
+    "0",
 )
 
 
@@ -240,7 +242,7 @@ def test_ipv6_host_works_end_to_end(tmp_path):
     """--host ::1: servers bind it, URLs bracket it, verify, Locust and the clients reach it."""
     result = pushpull(
         "bench", "--host", "::1", "--transports", "websocket,sse", "--clients", "2",
-        "--duration", "1", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path), timeout=200,
+        "--duration", "1", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path), timeout=200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     cells = json.loads((run_dir_of(tmp_path) / "summary.json").read_text())["cells"]
@@ -253,7 +255,7 @@ def test_ipv6_host_works_end_to_end(tmp_path):
 def test_a_server_crash_fails_one_cell_and_the_sweep_goes_on(tmp_path):
     process = start_bench(
         tmp_path, "--clients", "2", "--transports", "longpoll,websocket", "--duration", "4",
-        "--grace", "0.5", "--drain", "0.5",
+        "--grace", "0.5", "--drain", "0.5", "--idle", "0",
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("*/longpoll-*/window.json")):  # the first cell's window opened
@@ -329,7 +331,7 @@ def test_two_locust_processes_end_to_end(tmp_path):
     merged exactly, every delivery accounted for."""
     result = pushpull(
         "bench", "--transports", "websocket", "--clients", "6", "--loadgen-procs", "2",
-        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path), timeout=200,
+        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path), timeout=200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     run = run_dir_of(tmp_path)
@@ -388,7 +390,7 @@ def test_a_server_fault_fails_the_cell_and_is_named_in_the_results(tmp_path):
     in a cell that did not fail)."""
     result = pushpull(
         "bench", "--transports", "websocket,sse", "--clients", "2", "--rate", "10",
-        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--out", str(tmp_path),
+        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--out", str(tmp_path),
         env={**os.environ, "PUSHPULL_FAULT_PUBLISHER_DIES_AFTER": "3"}, timeout=200,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr + result.stdout

@@ -73,7 +73,7 @@ def test_a_js_server_is_measured_with_no_loss(tmp_path):
     with node_server(stderr) as url:
         result = pushpull(
             "bench", "--target", url, "--transports", "socketio", "--clients", "5",
-            "--duration", "3", "--rate", "10", "--grace", "0.5", "--drain", "0.5", "--no-plot",
+            "--duration", "3", "--rate", "10", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot",
             "--out", str(tmp_path / "out"), timeout=120,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout

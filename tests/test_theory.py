@@ -30,6 +30,8 @@ def sweep(tmp_path_factory, name: str, *args: str) -> list[dict]:
         "1",
         "--drain",
         "0.5",
+        "--idle",
+        "0",
         *args,
         timeout=300,
     )

@@ -34,7 +34,7 @@ def test_a_known_delay_behind_a_skewed_clock_is_measured_as_that_delay(tmp_path)
     ):
         result = pushpull(
             "bench", "--target", proxy.url, "--transports", "websocket", "--clients", "3",
-            "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path),
+            "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path),
             timeout=120,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
