@@ -90,7 +90,7 @@ def test_churn_end_to_end_owes_every_window_event_to_a_connection_or_a_gap(tmp_p
     result = pushpull(
         "bench", "--transports", "socketio,websocket,longpoll", "--clients", "4",
         "--rate", "20", "--churn-every", "1", "--churn-downtime", "0.3", "--resume", "off,on",
-        "--grace", "0.5", "--drain", "1", "--idle", "0", "--duration", "3", "--out", str(tmp_path),
+        "--grace", "0.5", "--drain", "1", "--idle", "0", "--duration", "2", "--out", str(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = [p for p in tmp_path.iterdir() if not p.is_symlink()]

@@ -23,6 +23,30 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         assert needle in lines[0], lines[0]
 
 
+def in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI's main() in this process, for bad input that stops before anything runs (a
+    subprocess per case cost 0.25 s of start-up; test_the_cli_process_itself_gives_one_line
+    keeps the real command's path covered)."""
+    from pushpull.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code if isinstance(exc.code, int) else 2
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+
+def test_the_cli_process_itself_gives_one_line(tmp_path):
+    for args, needles in (
+        (["--clients", "0"], ["--clients", "from 1"]),
+        (["--bogus"], ["--bogus"]),
+    ):
+        result = pushpull("bench", "--out", str(tmp_path), *args, timeout=60)
+        assert_one_line_error(result, *needles)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "args, needles",
     [
@@ -86,8 +110,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str, st
         ),
     ],
 )
-def test_bench_rejects_bad_input(tmp_path, args, needles):
-    result = pushpull("bench", "--out", str(tmp_path), *args, timeout=60)
+def test_bench_rejects_bad_input(tmp_path, capsys, args, needles):
+    result = in_process(capsys, "bench", "--out", str(tmp_path), *args)
     assert_one_line_error(result, *needles)
     assert not any(tmp_path.iterdir()), "nothing is run or written for bad input"
 
@@ -103,8 +127,8 @@ def test_bench_rejects_bad_input(tmp_path, args, needles):
         (["--grace", "soon"], ["--grace", "'soon'"]),
     ],
 )
-def test_capacity_rejects_bad_input(tmp_path, args, needles):
-    assert_one_line_error(pushpull("capacity", "--out", str(tmp_path), *args, timeout=60), *needles)
+def test_capacity_rejects_bad_input(tmp_path, capsys, args, needles):
+    assert_one_line_error(in_process(capsys, "capacity", "--out", str(tmp_path), *args), *needles)
     assert not any(tmp_path.iterdir())
 
 
@@ -118,8 +142,8 @@ def test_capacity_rejects_bad_input(tmp_path, args, needles):
         (["--drain", "x"], ["--drain", "'x'"]),
     ],
 )
-def test_storm_rejects_bad_input(tmp_path, args, needles):
-    assert_one_line_error(pushpull("storm", "--out", str(tmp_path), *args, timeout=60), *needles)
+def test_storm_rejects_bad_input(tmp_path, capsys, args, needles):
+    assert_one_line_error(in_process(capsys, "storm", "--out", str(tmp_path), *args), *needles)
     assert not any(tmp_path.iterdir())
 
 

@@ -181,8 +181,8 @@ def test_a_worker_that_leaves_mid_cell_fails_that_cell_and_the_sweep_goes_on(tmp
     ]
     bench = subprocess.Popen(
         [sys.executable, "-m", "pushpull.cli", "bench", "--transports", "websocket,sse",
-         "--clients", "4", "--duration", "6", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--loadgen-workers", "2",
-         "--master-port", str(port), "--workers-wait", "5", "--no-plot", "--out", str(tmp_path)],
+         "--clients", "4", "--duration", "4", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--loadgen-workers", "2",
+         "--master-port", str(port), "--workers-wait", "3", "--no-plot", "--out", str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
