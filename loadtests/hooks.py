@@ -201,8 +201,9 @@ def decide_window(environment, user_count: int) -> None:
     if options.pushpull_out:
         window = {"start_ns": start_ns, "end_ns": end_ns, "clients": user_count}
         write_json(Path(options.pushpull_out) / "window.json", window)
-    if options.headless and end_ns is not None:
-        gevent.spawn(quit_after, runner, end_ns + int(options.drain * 1e9))
+    if options.headless and end_ns is not None:  # the window is on the server's clock
+        local_end_ns = end_ns - environment.pushpull.clock_correction_ns
+        gevent.spawn(quit_after, runner, local_end_ns + int(options.drain * 1e9))
 
 
 @events.test_stopping.add_listener
