@@ -98,6 +98,7 @@ def needs(*pieces: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(bool(missing), reason=reason)
 
 
+@pytest.hookimpl(trylast=True)  # after the slowest-20 list, just before the short summary
 def pytest_terminal_summary(terminalreporter):
     """One line per missing piece, naming the tests it kept from running and how to get it."""
     by_piece: dict[str, list[str]] = defaultdict(list)
@@ -325,7 +326,7 @@ def reference_args(out: Path) -> list[str]:
 
     return [
         "bench", "--clients", "2,4", "--transports", ",".join(transports.NAMES),
-        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--rate", "4",
+        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--rate", "4",
         "--poll-interval", "0.2", "--out", str(out),
     ]  # fmt: skip
 

@@ -50,6 +50,7 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
     assert manifest["cores"] == os.cpu_count() and manifest["packages"]["locust"]
     assert manifest["arguments"]["clients"] == [2, 4]
     assert manifest["arguments"]["drain"] == 0.5 and manifest["arguments"]["grace"] == 0.5
+    assert manifest["arguments"]["idle_s"] == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["schema_version"] == SCHEMA_VERSION and summary["complete"] is True
     cells = summary["cells"]
@@ -79,7 +80,10 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
         # off by a factor of ten (ticks for ns, ms for us, a CPU not counted) fails
         cpu = cell["server_cpu_us_per_delivery"]
         assert 20 < cpu < 10_000, cell
-        assert 0 <= cell["server_marginal_cpu_us_per_delivery"] <= cpu, cell
+        # --idle 0: no idle baseline, so no marginal figure (test_two_locust_processes has one)
+        assert (
+            cell["server_idle_cpu_percent"] is cell["server_marginal_cpu_us_per_delivery"] is None
+        )
         assert 0 < cell["loadgen_cpu_percent"] < 100 * (os.cpu_count() or 1), cell
         folder = run / cell["name"]
         histograms = json.loads((folder / "histograms.json").read_text())
@@ -253,7 +257,7 @@ def test_ipv6_host_works_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_a_server_crash_fails_one_cell_and_the_sweep_goes_on(tmp_path):
     process = start_bench(
-        tmp_path, "--clients", "2", "--transports", "longpoll,websocket", "--duration", "4",
+        tmp_path, "--clients", "2", "--transports", "longpoll,websocket", "--duration", "3",
         "--grace", "0.5", "--drain", "0.5", "--idle", "0",
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -330,7 +334,8 @@ def test_two_locust_processes_end_to_end(tmp_path):
     merged exactly, every delivery accounted for."""
     result = pushpull(
         "bench", "--transports", "websocket", "--clients", "6", "--loadgen-procs", "2",
-        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path), timeout=200,
+        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--no-plot", "--out", str(tmp_path),
+        timeout=200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     run = run_dir_of(tmp_path)
@@ -344,6 +349,11 @@ def test_two_locust_processes_end_to_end(tmp_path):
     )
     locust_log = (run / cell["name"] / "locust.log").read_text()
     assert "5557" not in locust_log
+    # the idle baseline (--idle's default 0.5 s): the publisher alone costs a little of a core,
+    # and the marginal cost per delivery is what the clients added on top of it
+    assert 0 < cell["server_idle_cpu_percent"] < 50, cell["server_idle_cpu_percent"]
+    marginal = cell["server_marginal_cpu_us_per_delivery"]
+    assert 0 <= marginal <= cell["server_cpu_us_per_delivery"], cell
 
 
 @pytest.fixture
