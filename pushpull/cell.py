@@ -511,8 +511,8 @@ def publisher_stalled(
     due = rate * duration_s
     if published["count"] < due / 2:
         return (
-            f"the server's publisher stopped: {published['count']} of the {due:g} ticks due "
-            f"in the {duration_s:g} s window were published"
+            f"the server's publisher stopped (or fell far behind): {published['count']} of the "
+            f"{due:g} ticks due in the {duration_s:g} s window were published"
         )
     if last_quarter is not None and due / 4 >= 2 and last_quarter["count"] == 0:
         return (

@@ -409,7 +409,10 @@ def test_a_server_fault_fails_the_cell_and_is_named_in_the_results(tmp_path):
         "websocket", "sse"
     ]  # fmt: skip
     for failed in summary["failed"]:
-        assert "the server's publisher stopped: 0 of the 20 ticks" in failed["reason"], failed
+        assert (
+            "the server's publisher stopped (or fell far behind): 0 of the 20 ticks"
+            in (failed["reason"])
+        ), failed
         assert "server.log: RuntimeError: PUSHPULL_FAULT_PUBLISHER_DIES_AFTER=3" in failed["reason"]
         cell = json.loads((run / failed["name"] / "summary.json").read_text())
         errors = cell["server_errors"]
