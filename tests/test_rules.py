@@ -363,3 +363,25 @@ def test_wilson_interval_of_a_proportion():
 
     assert wilson(190, 200) == [0.91, 0.973]  # the textbook values, to three places
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+
+
+def test_a_publisher_that_stopped_voids_the_cell():
+    """The rule behind a cell's 'the server's publisher stopped' failure (pushpull/cell.py)."""
+    from pushpull.cell import publisher_stalled
+    from pushpull.config import Cell
+
+    broadcast = Cell("websocket", 10, 4.0, None, None, 1, 1, "broadcast")
+    chat = Cell("websocket", 10, 4.0, None, None, 1, 1, "chat")
+
+    def published(count):
+        return {"count": count, "first_seq": 1, "last_seq": count, "publisher_lag_us": []}
+
+    assert publisher_stalled(broadcast, 10, published(40), published(10)) is None
+    assert publisher_stalled(broadcast, 10, published(38), published(9)) is None  # a late tick
+    assert "19 of the 40 ticks" in publisher_stalled(broadcast, 10, published(19), published(0))
+    assert "none of the 10 ticks due in the last 2.5 s" in publisher_stalled(
+        broadcast, 10, published(30), published(0)
+    )
+    assert publisher_stalled(chat, 10, published(0), published(0)) is None  # clients publish
+    assert publisher_stalled(broadcast, 0.4, published(0), published(0)) is None  # < 2 due
+    assert publisher_stalled(broadcast, 10, None, None) is None  # a target without /published
