@@ -326,7 +326,7 @@ def reference_args(out: Path) -> list[str]:
 
     return [
         "bench", "--clients", "2,4", "--transports", ",".join(transports.NAMES),
-        "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--rate", "4",
+        "--duration", "2", "--grace", "0.5", "--drain", "0.3", "--idle", "0", "--rate", "4",
         "--poll-interval", "0.2", "--out", str(out),
     ]  # fmt: skip
 

@@ -376,11 +376,11 @@ def stall(url: str, path: str, socketio_connect: bool):
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["servers.push", "servers.websocket"])
 def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(server):
-    """2 MB/s of events against a client that never reads: the server queues at most 8 MB for
+    """4 MB/s of events against a client that never reads: the server queues at most 8 MB for
     it, then drops it (counted in /stats), and the other clients keep receiving every event."""
     spec = next(t for t in transports.REGISTRY if t.server == server)
     path = "/ws" if server == "servers.websocket" else "/socket.io/?EIO=4&transport=websocket"
-    with running_server(server, 100, "--payload-bytes", "20000") as (url, _pid):
+    with running_server(server, 100, "--payload-bytes", "40000") as (url, _pid):
         reader = spec.probe_factory()(url)
         stalled = stall(url, path, server == "servers.push")
         try:
@@ -402,7 +402,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(server):
 
 @pytest.mark.slow
 def test_a_stalled_sse_stream_is_dropped_and_long_poll_answers_are_bounded():
-    with running_server("servers.longpoll", 100, "--payload-bytes", "20000") as (url, _pid):
+    with running_server("servers.longpoll", 100, "--payload-bytes", "40000") as (url, _pid):
         stalled = stall(url, "/stream", False)
         try:
             deadline = time.monotonic() + 20

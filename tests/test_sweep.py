@@ -49,7 +49,7 @@ def test_smoke_sweep_produces_summary_and_charts(reference_run):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["cores"] == os.cpu_count() and manifest["packages"]["locust"]
     assert manifest["arguments"]["clients"] == [2, 4]
-    assert manifest["arguments"]["drain"] == 0.5 and manifest["arguments"]["grace"] == 0.5
+    assert manifest["arguments"]["drain"] == 0.3 and manifest["arguments"]["grace"] == 0.5
     assert manifest["arguments"]["idle_s"] == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["schema_version"] == SCHEMA_VERSION and summary["complete"] is True

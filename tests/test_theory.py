@@ -27,7 +27,7 @@ def sweep(tmp_path_factory, name: str, *args: str) -> list[dict]:
         str(out),
         "--no-plot",
         "--grace",
-        "1",
+        "0.5",
         "--drain",
         "0.5",
         "--idle",
