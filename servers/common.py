@@ -465,11 +465,13 @@ class ClosingUpgradeHandler(pywsgi.WSGIHandler):
 
     def finish_websocket(self) -> None:
         sock = self.socket
+        deadline = time.monotonic() + self.CLOSE_WAIT_S
         try:
             sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(self.CLOSE_WAIT_S)
-            while sock.recv(4096):
-                pass
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(4096):
+                    break
         except OSError:
             pass  # the client is gone already, or took too long: the connection closes now
 
