@@ -153,6 +153,9 @@ def completeness_notes(cells: list[dict]) -> list[str]:
     return notes
 
 
+LOG_ERRORS = (("server", "server_errors"), ("Locust", "loadgen_errors"))  # whose log, its key
+
+
 def log_error_notes(cells: list[dict]) -> list[str]:
     """What the servers' and Locust's logs held (schema 5: `server_errors`, `loadgen_errors`):
     one line per cell and log with errors, the first error named; or one line saying none."""
@@ -161,7 +164,7 @@ def log_error_notes(cells: list[dict]) -> list[str]:
         return []
     notes = []
     for cell in scanned:
-        for whose, key in (("server", "server_errors"), ("Locust", "loadgen_errors")):
+        for whose, key in LOG_ERRORS:
             for name, found in ((cell.get(key) or {}).get("processes") or {}).items():
                 if found["count"]:
                     notes.append(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from analysis import churn, storm
 from analysis.capacity import load_capacity
-from analysis.findings import findings
+from analysis.findings import LOG_ERRORS, findings
 from analysis.plot import plot_run
 from analysis.results import Run, cell_variants, load_run
 from analysis.style import color, label, ms_text, transport_order, write_text_inside
@@ -77,7 +77,7 @@ def cell_value(cell: dict, key: str) -> str:
         if cell["lost"] or cell["duplicates"] or cell["errors"]:
             flags.append(f"{cell['errors']} errors" if cell["errors"] else "incomplete")
         flags += cell.get("contention") or []
-        for whose, key in (("server", "server_errors"), ("Locust", "loadgen_errors")):
+        for whose, key in LOG_ERRORS:
             if (cell.get(key) or {}).get("count"):
                 flags.append(f"{cell[key]['count']} {whose} log error(s)")
         if cell.get("unavailable"):

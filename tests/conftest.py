@@ -275,6 +275,10 @@ def latency_problems(cells: list[dict]) -> list[str]:
     return problems
 
 
+# Short cells for tests whose figures do not depend on the waits around the window.
+QUICK_CELL = ("--grace", "0.5", "--drain", "0.5", "--idle", "0")
+
+
 # --- what every test sweep checks ------------------------------------------------------------
 
 

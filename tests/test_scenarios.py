@@ -10,9 +10,9 @@ import pytest
 
 from pushpull import transports
 from pushpull.capacity import verdict
-from tests.conftest import chart_size, log_problems, publish_problems, pushpull
+from tests.conftest import QUICK_CELL, chart_size, log_problems, publish_problems, pushpull
 
-QUICK = ("--grace", "0.5", "--drain", "0.5", "--idle", "0", "--duration", "2")
+QUICK = (*QUICK_CELL, "--duration", "2")
 
 
 def run_of(out: Path) -> Path:

@@ -19,6 +19,7 @@ from hdrh.histogram import HdrHistogram
 from pushpull import transports
 from pushpull.schema import SCHEMA_VERSION
 from tests.conftest import (
+    QUICK_CELL,
     ROOT,
     chart_size,
     latency_problems,
@@ -168,12 +169,7 @@ SWEEP = (
     "longpoll,socketio,shortpoll",
     "--duration",
     "1",
-    "--grace",
-    "0.5",
-    "--drain",
-    "0.5",
-    "--idle",
-    "0",
+    *QUICK_CELL,
 )
 
 

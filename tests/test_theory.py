@@ -14,7 +14,7 @@ import json
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from tests.conftest import pushpull
+from tests.conftest import QUICK_CELL, pushpull
 
 pytestmark = pytest.mark.slow  # the full tier (make test-all)
 
@@ -26,12 +26,7 @@ def sweep(tmp_path_factory, name: str, *args: str) -> list[dict]:
         "--out",
         str(out),
         "--no-plot",
-        "--grace",
-        "0.5",
-        "--drain",
-        "0.5",
-        "--idle",
-        "0",
+        *QUICK_CELL,
         *args,
         timeout=300,
     )
