@@ -20,7 +20,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, load_run, point_key  # noqa: E402
 from analysis.style import plain_number, save_figure  # noqa: E402
-from pushpull.intervals import overlap  # noqa: E402
+from pushpull.core.intervals import overlap  # noqa: E402
 
 FIGURES = [
     ("p50", "p50 latency", lambda c: c["latency_us"]["p50"]),

@@ -19,7 +19,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from analysis.results import Run, series_key, series_label  # noqa: E402
 from analysis.style import color, label, minor_2_5, plain_number, rank, save_figure, transport_order  # noqa: E402
-from pushpull import transports  # noqa: E402
+from pushpull.core import transports  # noqa: E402
 
 PLAIN = FuncFormatter(plain_number)
 COSTS = [

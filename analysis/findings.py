@@ -1,6 +1,6 @@
 """Findings written from a run's numbers (never fixed text): what the measurements say, one
 sentence each, comparing every transport with the registry's push baseline at the same load
-(pushpull/transports.py), and each poll transport's latency with the baseline's."""
+(pushpull/core/transports.py), and each poll transport's latency with the baseline's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import defaultdict
 from analysis.churn import churn_notes
 from analysis.storm import storm_notes
 from analysis.style import label, transport_order
-from pushpull import transports, variants
+from pushpull.core import transports, variants
 
 CLOSE_ENOUGH = 1.5  # "polling is close to push" when its median is within this factor
 

@@ -15,7 +15,7 @@ from analysis.findings import LOG_ERRORS, findings
 from analysis.plot import plot_run
 from analysis.results import Run, cell_variants, load_run
 from analysis.style import color, label, ms_text, transport_order, write_text_inside
-from pushpull import transports
+from pushpull.core import transports
 
 QUESTIONS = {
     "latency_vs_clients.png": "How long does each client wait for an event, per transport, as the number of clients grows?",

@@ -6,15 +6,14 @@ run.cells[0]["latency_us"]["p99"], run.histogram(run.cells[0], "latency")
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
 from analysis.style import label
-from pushpull import transports, variants
-from pushpull.schema import READABLE_VERSIONS, upgrade_cell
+from pushpull.core import variants
+from pushpull.core.runfolder import RunFolderError, read_histogram, read_run
 
 
 class PlotError(Exception):
@@ -46,12 +45,7 @@ class Run:
         return chosen
 
     def histogram(self, cell: dict, name: str = "latency") -> HdrHistogram | None:
-        path = self.path / cell["name"] / "histograms.json"
-        try:
-            encoded = json.loads(path.read_text())[name]
-        except (OSError, KeyError, ValueError):
-            return None
-        return HdrHistogram.decode(encoded.encode("ascii"))
+        return read_histogram(self.path, cell["name"], name)
 
     def title_suffix(self) -> str:
         """What was run, for chart titles: rate, window, machine."""
@@ -65,36 +59,16 @@ class Run:
 
 
 def load_run(path: Path) -> Run:
-    path = Path(path)
-    if not path.is_dir():
-        raise PlotError(f"{path} is not a run folder (expected e.g. results/latest)")
     try:
-        summary = json.loads((path / "summary.json").read_text())
-    except FileNotFoundError:
-        raise PlotError(f"{path} has no summary.json (is it a pushpull run folder?)") from None
-    except ValueError as exc:
-        raise PlotError(f"{path / 'summary.json'} is not valid JSON: {exc}") from None
-    version = summary.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        raise PlotError(
-            f"{path / 'summary.json'}: schema_version {version} is not supported (readable: {', '.join(map(str, READABLE_VERSIONS))})"
-        )
-    summary["cells"] = [upgrade_cell(cell, version) for cell in summary.get("cells", [])]
-    for cell in summary["cells"]:
-        try:
-            transports.get(cell["transport"])
-        except transports.UnknownTransport as exc:
-            raise PlotError(f"{path / 'summary.json'}: cell {cell.get('name')}: {exc}") from None
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    return Run(path.resolve(), manifest, summary)
+        manifest, summary = read_run(Path(path))
+    except RunFolderError as exc:
+        raise PlotError(str(exc)) from None
+    return Run(Path(path).resolve(), manifest, summary)
 
 
 def series_key(cell: dict, run: Run) -> tuple:
     """Cells drawn on one line: same transport, and the same variant of every dimension the run
-    varied (poll interval, client, Locust processes, payload...; see pushpull/variants.py)."""
+    varied (poll interval, client, Locust processes, payload...; see pushpull/core/variants.py)."""
     return variants.series_key(cell, variants.series_fields(run.cells))
 
 

@@ -1,5 +1,5 @@
 """One look for every chart: each transport's colour and label come from its registry entry
-(pushpull/transports.py), the same everywhere."""
+(pushpull/core/transports.py), the same everywhere."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from pushpull import transports
+from pushpull.core import transports
 
 LINESTYLES = {"p50": "-", "p99": "--"}
 

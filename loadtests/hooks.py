@@ -2,7 +2,7 @@
 master, or the only process, and sent to workers), the clock offset to the server, event-loop lag,
 Locust's request stats added in bulk, and the measurements each process writes when the test
 stops. The user classes live in their transports' own modules (named by the registry,
-pushpull/transports.py); this module knows none of them.
+pushpull/core/transports.py); this module knows none of them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from locust import events
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, bucket_response_time
 
-from loadtests.recorder import Recorder, record_us, write_json
+from loadtests.recorder import Recorder
 from loadtests.ws import Reactor
-from pushpull import transports
-from pushpull.child import die_with_parent
-from pushpull.clock import measure_offset
+from pushpull.core import transports
+from pushpull.core.child import die_with_parent
+from pushpull.core.clock import measure_offset
+from pushpull.core.files import write_json
+from pushpull.core.histograms import record_us
 
 LOOP_LAG_PERIOD_S = 0.010
 MEASUREMENTS = "pushpull_measurements"  # a worker's measurements, sent to the master
@@ -109,7 +111,7 @@ def add_arguments(parser) -> None:
 
 def _forked_worker() -> None:
     """Locust's --processes forks its workers from the master, and a fork does not inherit the
-    master's request to die with the harness (pushpull/child.py): each asks again at once, to
+    master's request to die with the harness (pushpull/core/child.py): each asks again at once, to
     die with the master, so a harness killed with SIGKILL leaves no worker behind (a worker
     waiting to connect to a master that has gone would otherwise retry for a minute)."""
     if not die_with_parent():
@@ -200,7 +202,7 @@ def decide_window(environment, user_count: int) -> None:
     open_window(environment, start_ns, end_ns)
     if options.pushpull_out:
         window = {"start_ns": start_ns, "end_ns": end_ns, "clients": user_count}
-        write_json(Path(options.pushpull_out) / "window.json", window)
+        write_json(Path(options.pushpull_out) / "window.json", window, compact=True)
     if options.headless and end_ns is not None:  # the window is on the server's clock
         local_end_ns = end_ns - environment.pushpull.clock_correction_ns
         gevent.spawn(quit_after, runner, local_end_ns + int(options.drain * 1e9))
@@ -242,7 +244,7 @@ def receive_measurements(environment, msg) -> None:
     out = environment.parsed_options.pushpull_out
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(msg.node_id))
     if out:
-        write_json(Path(out) / f"loadgen-{name}.json", msg.data)
+        write_json(Path(out) / f"loadgen-{name}.json", msg.data, compact=True)
     environment.pushpull_measured.add(msg.node_id)
 
 
@@ -271,7 +273,7 @@ def quit_after(runner, when_ns: int) -> None:
         out = runner.environment.parsed_options.pushpull_out
         if left and out:  # a worker quit or went missing after spawning: the cell is incomplete
             log.error("pushpull: Locust workers left during the test: %s", ", ".join(sorted(left)))
-            write_json(Path(out) / "workers-left.json", {"workers": sorted(left)})
+            write_json(Path(out) / "workers-left.json", {"workers": sorted(left)}, compact=True)
         runner.stop()  # workers stop their users and send their measurements
         measured = runner.environment.pushpull_measured
         deadline = time.monotonic() + WORKER_REPORT_S

@@ -2,7 +2,7 @@
 Every stream and every poll is read by the process's Reactor (loadtests/ws.py), so no greenlet
 is woken per delivery or per poll; short polls are sent from the reactor's timer. Chat messages
 are POSTs on a connection of their own, from the user's sender greenlet. Which class serves which
-transport is said by the registry (pushpull/transports.py).
+transport is said by the registry (pushpull/core/transports.py).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import gevent.event
 from gevent import socket as gsocket
 from geventhttpclient.response import HTTPResponse
 
-from loadtests.recorder import parse_event
-from loadtests.sse import SSEParser
+from pushpull.core.events import parse_event
+from pushpull.core.sse import SSEParser
 
 RECV_BYTES = 65536
 
@@ -161,7 +161,7 @@ class ReactorHTTP:
 class ReactorSSE:
     """A Server-Sent Events client read by the process's Reactor: `GET /stream` on its own
     connection, the chunked body decoded by geventhttpclient's parser and the event stream by
-    pushpull's SSE parser (loadtests/sse.py). Each event goes to on_event(name, data, t_recv_ns)
+    pushpull's SSE parser (pushpull/core/sse.py). Each event goes to on_event(name, data, t_recv_ns)
     with its JSON data decoded. `start()` again after a drop resumes from the last event id
     (`Last-Event-ID`)."""
 

@@ -33,8 +33,8 @@ from engineio import packet as eio
 from socketio import packet as sio
 
 from loadtests.leanhttp import LeanHTTP
-from loadtests.recorder import parse_event
 from loadtests.ws import ConnectionFailed, WebSocketConnection
+from pushpull.core.events import parse_event
 
 OnEvent = Callable[[str, object, int], None]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from loadtests.recorder import parse_event
 from loadtests.ws import WebSocketConnection
+from pushpull.core.events import parse_event
 
 OnEvent = Callable[[str, object, int], None]
 

@@ -1,5 +1,5 @@
 """Locust swarms for pushpull: one User class per transport (named by the registry,
-pushpull/transports.py, and defined in the transport's own module), each recording per-recipient
+pushpull/core/transports.py, and defined in the transport's own module), each recording per-recipient
 delivery latency (receive time - publish time) of every event the server publishes.
 
 Run by `pushpull bench`, or on its own with Locust's web UI:
@@ -18,7 +18,7 @@ writes its measurements to DIR when the test stops. The hooks live in hooks.py.
 from __future__ import annotations
 
 from loadtests import hooks  # noqa: F401 - registers pushpull's options and event listeners
-from pushpull import transports
+from pushpull.core import transports
 
 # Locust finds User classes in this module's namespace: every client of every transport.
 for _transport in transports.REGISTRY:

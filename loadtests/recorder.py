@@ -4,30 +4,13 @@ Every client owns a `Tracker`: its baseline (the server's last_seq when it joine
 has received (a bitmap, so duplicates and reorders are exact) and how many of them fall in the
 steady-state window. The process owns one `Recorder`: the HdrHistograms (integer microseconds),
 the window, its own CPU time and its event-loop lag. Nothing here imports Locust, so the harness
-can read and merge the files (`merge_process_files`) without being monkey-patched.
+can read and merge the files without being monkey-patched.
 
-File format (`loadgen-<pid>.json`, one per load-generator process, version 3):
-    {"version": 1, "pid", "transport", "window": {"start_ns", "end_ns"},
-     "segments": [[baseline, end_seq_or_null], ...],   # one per client connection
-     "received", "duplicates", "reordered", "polls", "empty_polls", "sent", "errors",
-     "clients_at_window_start", "cpu": {"user_s", "system_s", "wall_s"},
-     "clock": {"offset_ns", "uncertainty_ns", "correction_ns"},   # server clock - this one's
-     "timelines": [{"events": [[seq, t_pub, t_recv]], "polls": [[t_sent, t_answered]]}, ...],
-     "reconnects",                 # churn reconnects begun inside the window
-     "per_event": {seq: [[bucket index, count], ...]},   # each window event's deliveries
-     "recoveries": [[dropped_ns, back_ns, caught_up_ns], ...],   # after server drops (storm),
-                                   # on the server's clock; null where it never happened
-     "gaps": [[lo, hi, [missing seq, ...]], ...],   # per reconnect: seqs (lo, hi] published
-                                   # while the client was away, and those it never received
-     "histograms": {"latency", "from_schedule", "warmup", "loop_lag",
-                    "catchup",     # latency of gap events received after a reconnect
-                    "connect",     # reconnect begun -> welcome (or first answer), us
-                    "caught_up"}}  # reconnect begun -> every gap event received, us
+The file format is in pushpull/core/records.py, which also reads and merges it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -36,75 +19,15 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from pushpull.clock import correction
-from pushpull.cputime import cpu_seconds
-from pushpull.manifest import cpu_model
+from pushpull.core.clock import correction
+from pushpull.core.cputime import cpu_seconds
+from pushpull.core.files import write_json
+from pushpull.core.histograms import HISTOGRAMS, new_histogram, record_us
+from pushpull.core.host import cpu_model
+from pushpull.core.records import FILE_VERSION
 
-FILE_VERSION = 3  # 2: `timelines` (several clients) replaces `timeline`; 3: churn
-HIST_LOWEST_US = 1
-HIST_HIGHEST_US = 60_000_000
-HIST_DIGITS = 3
-HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag", "catchup", "connect", "caught_up")
 TIMELINE_NS = 5_000_000_000  # the timeline clients' events and polls in the window's first 5 s
 TIMELINE_CLIENTS = 16  # per process: enough to draw a typical client, not a lucky one
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(HIST_LOWEST_US, HIST_HIGHEST_US, HIST_DIGITS)
-
-
-_LAYOUT = new_histogram()  # every histogram here has this layout (the same range and digits)
-_HALF_MAG = _LAYOUT.sub_bucket_half_count_magnitude
-_HALF_MAG_PLUS_1 = _HALF_MAG + 1
-_HALF_COUNT = _LAYOUT.sub_bucket_half_count
-
-
-def record_us(histogram: HdrHistogram, value_us: int) -> int:
-    """Record, clamped to the trackable range (a same-host latency can come out 0 us).
-
-    The same arithmetic as `HdrHistogram.record_value` (bucket from the value's bit length,
-    sub-bucket by shift), inlined: it runs twice per delivery, and the library's five method
-    calls per value cost ~2.4 us here against ~0.7 us. tests/test_recorder.py checks that both
-    give identical histograms over the whole range. Returns the bucket's index."""
-    if value_us < HIST_LOWEST_US:
-        value_us = HIST_LOWEST_US
-    elif value_us > HIST_HIGHEST_US:
-        value_us = HIST_HIGHEST_US
-    h = histogram
-    bucket = (value_us | h.sub_bucket_mask).bit_length() - h.unit_magnitude - _HALF_MAG_PLUS_1
-    index = ((bucket + 1) << _HALF_MAG) + (value_us >> (bucket + h.unit_magnitude)) - _HALF_COUNT
-    h.counts[index] += 1
-    h.total_count += 1
-    if value_us < h.min_value:
-        h.min_value = value_us
-    if value_us > h.max_value:
-        h.max_value = value_us
-    return index
-
-
-def parse_event(text: str) -> dict:
-    """An event's JSON text as the fields a load generator needs (seq, t_pub, t_sched, kind).
-    The servers write every event as '{"seq":N,"t_pub":N,"t_sched":N,"kind":"...",...' (one
-    encode, docs/protocol.md), so those four are read from the text's head without decoding the
-    rest (a padded event's data can be 60 kB); anything else is decoded in full."""
-    head = text.split(",", 4)
-    if (
-        len(head) == 5
-        and head[0].startswith('{"seq":')
-        and head[1].startswith('"t_pub":')
-        and head[2].startswith('"t_sched":')
-        and head[3].startswith('"kind":"')
-    ):
-        try:
-            return {
-                "seq": int(head[0][7:]),
-                "t_pub": int(head[1][8:]),
-                "t_sched": int(head[2][10:]),
-                "kind": head[3][8:-1],
-            }
-        except ValueError:
-            pass
-    return json.loads(text)
 
 
 @dataclass
@@ -301,7 +224,7 @@ class Recorder:
     reconnects: int = 0  # churn reconnects begun inside the window
     recoveries: list[list] = field(default_factory=list)  # [dropped, back, caught up] ns each
     # per window event, its deliveries' latency buckets {seq: {bucket index: count}}: the unit
-    # the confidence intervals resample (pushpull/intervals.py, docs/intervals.md). On the hot
+    # the confidence intervals resample (pushpull/core/intervals.py, docs/intervals.md). On the hot
     # path: measured 0.37 us more per delivery (1.27 against 0.91 us for record_delivery), next
     # to the ~35-50 us the load generator spends per delivery in all
     per_event: dict[int, dict[int, int]] = field(default_factory=dict)
@@ -449,105 +372,5 @@ class Recorder:
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / f"loadgen-{os.getpid()}.json"
-        write_json(path, self.to_dict())
+        write_json(path, self.to_dict(), compact=True)
         return path
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write atomically: the harness never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def expected_deliveries(segments: list[list], first_seq: int | None, last_seq: int | None) -> int:
-    """Events in [first_seq, last_seq] (the window's) owed to the clients: for each connection
-    with baseline b and end e (None while connected), the seqs in (b, e] within the window."""
-    if first_seq is None or last_seq is None:
-        return 0
-    total = 0
-    for base, end in segments:
-        lo = max(first_seq, base + 1)
-        hi = last_seq if end is None else min(last_seq, end)
-        total += max(0, hi - lo + 1)
-    return total
-
-
-def gap_figures(gaps: list[list], first_seq: int | None, last_seq: int | None) -> tuple[int, int]:
-    """(owed, lost) over the churn gaps, within the window's seqs [first_seq, last_seq]: the
-    events published while clients were away, and those of them they never received."""
-    if first_seq is None or last_seq is None:
-        return 0, 0
-    owed = lost = 0
-    for lo, hi, missing in gaps:
-        owed += max(0, min(hi, last_seq) - max(lo + 1, first_seq) + 1)
-        lost += sum(1 for seq in missing if first_seq <= seq <= last_seq)
-    return owed, lost
-
-
-def merge_process_files(paths: list[Path]) -> dict:
-    """Merge the files of several load-generator processes exactly: counts add, histograms add
-    bucket by bucket (HdrHistogram decode + add), CPU stays per process."""
-    merged: dict = {
-        "processes": [],
-        "segments": [],
-        "received": 0,
-        "duplicates": 0,
-        "reordered": 0,
-        "polls": 0,
-        "empty_polls": 0,
-        "sent": 0,
-        "errors": 0,
-        "reconnects": 0,
-        "recoveries": [],
-        "per_event": {},
-        "gaps": [],
-        "clients_at_window_start": 0,
-        "histograms": {name: new_histogram() for name in HISTOGRAMS},
-        "window": None,
-    }
-    for path in sorted(paths):
-        data = json.loads(Path(path).read_text())
-        if data.get("version") != FILE_VERSION:
-            raise ValueError(
-                f"{path}: unsupported load-generator file version {data.get('version')}"
-            )
-        for key in (
-            "received",
-            "duplicates",
-            "reordered",
-            "polls",
-            "empty_polls",
-            "sent",
-            "errors",
-            "reconnects",
-        ):
-            merged[key] += data[key]
-        merged["gaps"].extend(data["gaps"])
-        merged["recoveries"].extend(data["recoveries"])
-        for seq, buckets in data["per_event"].items():
-            into = merged["per_event"].setdefault(int(seq), {})
-            for index, count in buckets:
-                into[index] = into.get(index, 0) + count
-        merged["clients_at_window_start"] += data["clients_at_window_start"] or 0
-        merged["segments"].extend(data["segments"])
-        loop_lag = HdrHistogram.decode(data["histograms"]["loop_lag"].encode("ascii"))
-        merged["processes"].append(
-            {
-                "pid": data["pid"],
-                "host": data.get("host"),
-                "cpu": data["cpu"],
-                "clock": data["clock"],
-                "loop_lag_p99_us": loop_lag.get_value_at_percentile(99)
-                if loop_lag.get_total_count()
-                else None,
-            }
-        )
-        merged["window"] = merged["window"] or data["window"]
-        for name, encoded in data["histograms"].items():
-            merged["histograms"][name].add(HdrHistogram.decode(encoded.encode("ascii")))
-    return merged

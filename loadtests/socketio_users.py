@@ -1,7 +1,7 @@
 """The Socket.IO transports' load-generator users: websocket push through pushpull's lean client
 on the process's Reactor (or python-socketio's Client, the reference), and Socket.IO's own
 long-polling transport. Which class serves which transport is said by the registry
-(pushpull/transports.py).
+(pushpull/core/transports.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from locust.exception import StopUser
 
 from loadtests.hooks import sleep_until
 from loadtests.recorder import Recorder
-from pushpull import transports
+from pushpull.core import transports
 
 SPREAD = itertools.count()  # this process's clients, numbered to spread them over the servers
 
@@ -183,7 +183,7 @@ class PushPullUser(User):
 
     def backoff_s(self, attempt: int) -> float:
         """The wait before reconnect `attempt` (0, 1, ...), by the registry's `backoff` policy
-        of this client's transport (pushpull/transports.py BACKOFFS)."""
+        of this client's transport (pushpull/core/transports.py BACKOFFS)."""
         policy = transports.get(self.recorder.transport).backoff
         if policy == "EventSource":
             return eventsource_backoff(attempt)

@@ -126,7 +126,7 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_sessionstart(session):
     """Refuse, in one line, to start while another pushpull run holds the run lock (about
     twenty tests would fail against it); sweep what earlier sessions that died left behind."""
-    from pushpull.runlock import ConcurrentRun, RunLock
+    from pushpull.harness.runlock import ConcurrentRun, RunLock
 
     try:
         RunLock.acquire(allow_concurrent=False).release()
@@ -326,7 +326,7 @@ class ReferenceRun:
 
 
 def reference_args(out: Path) -> list[str]:
-    from pushpull import transports
+    from pushpull.core import transports
 
     return [
         "bench", "--clients", "2,4", "--transports", ",".join(transports.NAMES),

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from loadtests.recorder import Recorder, expected_deliveries, gap_figures
+from loadtests.recorder import Recorder
+from pushpull.core.records import expected_deliveries, gap_figures
 from tests.conftest import chart_size, log_problems, publish_problems, pushpull
 
 T0 = 10**18

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pushpull import transports
+from pushpull.core import transports
 from tests.conftest import ROOT, pushpull, running_server
 
 
@@ -216,7 +216,7 @@ def test_server_cli_errors_are_one_line():
 
 def test_verify_reports_a_server_that_does_not_speak_the_protocol(tmp_path):
     """A plain static file server is not a pushpull server: verify lists problems."""
-    from pushpull.verify import verify
+    from pushpull.harness.verify import verify
 
     (tmp_path / "healthz").write_text('{"status": "ok"}')
     process = subprocess.Popen(

@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 
-from pushpull import demo, transports
+from pushpull.core import transports
+from pushpull.harness import demo
 from tests.cdp import Chromium
 from tests.conftest import ROOT, needs, pushpull
 

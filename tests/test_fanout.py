@@ -24,8 +24,8 @@ from loadtests.leanhttp import ReactorSSE
 from loadtests.leansio import LeanSocketIO
 from loadtests.leanws import LeanWebSocket
 from loadtests.ws import Reactor
-from pushpull.logscan import scan_log
-from pushpull.procs import get_json
+from pushpull.harness.logscan import scan_log
+from pushpull.harness.procs import get_json
 from tests.conftest import running_server
 
 pytestmark = pytest.mark.slow  # the full tier (make test-all)

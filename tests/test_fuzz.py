@@ -18,7 +18,7 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pushpull.probes import WebSocketProbe, call
+from pushpull.harness.probes import WebSocketProbe, call
 from tests.conftest import running_server
 
 pytestmark = pytest.mark.slow  # the full tier (make test-all)

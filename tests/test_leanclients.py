@@ -13,9 +13,9 @@ from sseclient import SSEClient
 
 from loadtests.leanhttp import ReactorHTTP, ReactorSSE
 from loadtests.leanws import LeanWebSocket
-from loadtests.sse import SSEParser
 from loadtests.ws import Reactor
-from pushpull.probes import PollProbe, SSEProbe, WebSocketProbe
+from pushpull.core.sse import SSEParser
+from pushpull.harness.probes import PollProbe, SSEProbe, WebSocketProbe
 from tests.conftest import running_server
 
 STREAM = (

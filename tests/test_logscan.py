@@ -1,9 +1,9 @@
-"""Reading a process's log for what went wrong (pushpull/logscan.py): every traceback once,
+"""Reading a process's log for what went wrong (pushpull/harness/logscan.py): every traceback once,
 named by its last line, and every error line; nothing for the lines a healthy run writes."""
 
 from __future__ import annotations
 
-from pushpull.logscan import scan_log, scan_logs, scan_text
+from pushpull.harness.logscan import scan_log, scan_logs, scan_text
 
 HEALTHY = """{"listening": "http://127.0.0.1:40001", "pid": 4242, "nofile": 20000}
 [2026-12-01 21:25:41,767] vm/WARNING/locust.runners: Your selected spawn rate is very high (>100)

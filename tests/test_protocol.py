@@ -1,5 +1,5 @@
 """docs/protocol.md, checked against every transport of the registry with one parametrized test,
-through the same probes (pushpull/probes.py) that the harness's verify step uses."""
+through the same probes (pushpull/harness/probes.py) that the harness's verify step uses."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import urllib.request
 
 import pytest
 
-from pushpull import transports
-from pushpull.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
-from pushpull.proxy import Proxy
-from pushpull.verify import verify
+from pushpull.core import transports
+from pushpull.harness.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
+from pushpull.harness.proxy import Proxy
+from pushpull.harness.verify import verify
 from tests.conftest import running_server
 
 

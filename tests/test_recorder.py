@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 import random
 
-from loadtests.recorder import (
-    Recorder,
-    expected_deliveries,
-    merge_process_files,
-    new_histogram,
-    record_us,
-)
+from loadtests.recorder import Recorder
+from pushpull.core.histograms import new_histogram, record_us
+from pushpull.core.records import expected_deliveries, merge_process_files
 
 T0 = 1_800_000_000_000_000_000
 
@@ -110,7 +106,7 @@ def test_merge_is_exact(tmp_path):
 def test_fast_recording_is_identical_to_the_library():
     import random
 
-    from loadtests.recorder import HIST_HIGHEST_US, new_histogram, record_us
+    from pushpull.core.histograms import HIST_HIGHEST_US, new_histogram, record_us
 
     rng = random.Random(5)
     values = [0, -3, 1, 2, 1023, 1024, 2047, 2048, 4095, 65535, 65536, HIST_HIGHEST_US, 10**9]
@@ -129,7 +125,7 @@ def test_fast_recording_is_identical_to_the_library():
 def test_parse_event_reads_the_head_and_falls_back_to_json():
     import json
 
-    from loadtests.recorder import parse_event
+    from pushpull.core.events import parse_event
 
     event = {"seq": 7, "t_pub": 1795613024160701117, "t_sched": 1795613024159912658,
              "kind": "chat", "data": {"text": "a, b", "pad": "x" * 100}}  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 
 from analysis.report import COLUMNS
 from analysis.results import load_run
-from pushpull.proxy import Proxy
+from pushpull.harness.proxy import Proxy
 from tests.cdp import Chromium
 from tests.conftest import chart_size, needs, pushpull, running_server
 

@@ -1,6 +1,6 @@
 """Resume on the push servers (docs/protocol.md "Resume"), the welcome's `head` on every
 transport, and the benchmarks' `POST /admin/drop`: real servers on free ports, driven through
-the probes of pushpull/probes.py where they fit."""
+the probes of pushpull/harness/probes.py where they fit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import socketio
 from simple_websocket import ConnectionClosed
 
-from pushpull.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
+from pushpull.harness.probes import ProbeError, SocketIOProbe, SSEProbe, WebSocketProbe, call
 from tests.conftest import running_server
 
 # (server module, how a probe connects; `after` None: fresh)

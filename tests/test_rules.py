@@ -12,17 +12,18 @@ import pytest
 
 from analysis.compare import NOISE_BAND, compare_rows
 from analysis.results import Run
-from loadtests.recorder import Recorder, expected_deliveries
-from pushpull.capacity import CapacitySearch, capacity_range
-from pushpull.cell import (
+from loadtests.recorder import Recorder
+from pushpull.core.intervals import PERCENTILES, latency_intervals
+from pushpull.core.records import expected_deliveries
+from pushpull.harness.capacity import CapacitySearch, capacity_range
+from pushpull.harness.cell import (
     CLIENT_BOUND_CPU_PERCENT,
     CLIENT_BOUND_LOOP_LAG_US,
     bound_reasons,
     process_summary,
 )
-from pushpull.config import BenchConfig
-from pushpull.intervals import PERCENTILES, latency_intervals
-from pushpull.validate import merged_percentile, synthetic_events
+from pushpull.harness.config import BenchConfig
+from pushpull.harness.validate import merged_percentile, synthetic_events
 
 # --- the client-bound rule ------------------------------------------------------------------
 
@@ -314,7 +315,7 @@ def test_a_client_that_misses_known_events_is_counted_exactly():
 
 
 def test_idle_baseline_and_marginal_cpu():
-    from pushpull.cell import Snapshot, idle_cpu_share, process_cpu_s
+    from pushpull.harness.cell import Snapshot, idle_cpu_share, process_cpu_s
 
     before = Snapshot(t_ns=0, stats=[], cpu_s=1.000, rss_bytes=0, queue_cpu_s=2.0)
     after = Snapshot(t_ns=500_000_000, stats=[], cpu_s=1.002, rss_bytes=0, queue_cpu_s=2.0005)
@@ -327,7 +328,7 @@ def test_idle_baseline_and_marginal_cpu():
 
 
 def test_cpu_seconds_counts_this_process_in_nanoseconds():
-    from pushpull.cputime import cpu_seconds
+    from pushpull.core.cputime import cpu_seconds
 
     first, source = cpu_seconds()
     sum(i * i for i in range(200_000))  # some work
@@ -343,8 +344,8 @@ def test_cpu_seconds_counts_this_process_in_nanoseconds():
 def test_uniform_distance_of_a_histogram():
     """The Kolmogorov-Smirnov distance `pushpull validate` reads off a cell's histogram: small for
     latencies spread evenly over [0, T], large when they bunch after a fixed wait."""
-    from loadtests.recorder import new_histogram
-    from pushpull.validate import uniform_distance
+    from pushpull.core.histograms import new_histogram
+    from pushpull.harness.validate import uniform_distance
 
     def distance(values) -> float:
         histogram = new_histogram()
@@ -359,16 +360,16 @@ def test_uniform_distance_of_a_histogram():
 
 
 def test_wilson_interval_of_a_proportion():
-    from pushpull.validate import wilson
+    from pushpull.harness.validate import wilson
 
     assert wilson(190, 200) == [0.91, 0.973]  # the textbook values, to three places
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
 
 
 def test_a_publisher_that_stopped_voids_the_cell():
-    """The rule behind a cell's 'the server's publisher stopped' failure (pushpull/cell.py)."""
-    from pushpull.cell import publisher_stalled
-    from pushpull.config import Cell
+    """The rule behind a cell's 'the server's publisher stopped' failure (pushpull/harness/cell.py)."""
+    from pushpull.harness.cell import publisher_stalled
+    from pushpull.harness.config import Cell
 
     broadcast = Cell("websocket", 10, 4.0, None, None, 1, 1, "broadcast")
     chat = Cell("websocket", 10, 4.0, None, None, 1, 1, "chat")

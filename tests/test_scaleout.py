@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from pushpull.probes import SocketIOProbe, call
+from pushpull.harness.probes import SocketIOProbe, call
 from tests.conftest import (
     NAMESPACE_PREFIX,
     REDIS_URL,

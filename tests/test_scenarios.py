@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pushpull import transports
-from pushpull.capacity import verdict
+from pushpull.core import transports
+from pushpull.harness.capacity import verdict
 from tests.conftest import QUICK_CELL, chart_size, log_problems, publish_problems, pushpull
 
 QUICK = (*QUICK_CELL, "--duration", "2")

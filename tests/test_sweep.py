@@ -16,8 +16,8 @@ import psutil
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from pushpull import transports
-from pushpull.schema import SCHEMA_VERSION
+from pushpull.core import transports
+from pushpull.core.schema import SCHEMA_VERSION
 from tests.conftest import (
     QUICK_CELL,
     ROOT,
@@ -130,7 +130,7 @@ def stop_started_benches():
     while STARTED:
         process = STARTED.pop()
         if process.poll() is None:
-            process.kill()  # its servers and Locust die with it (pushpull/child.py)
+            process.kill()  # its servers and Locust die with it (pushpull/core/child.py)
         with contextlib.suppress(Exception):
             process.communicate(timeout=30)
 
@@ -286,8 +286,8 @@ def test_a_server_crash_fails_one_cell_and_the_sweep_goes_on(tmp_path):
 
 
 def test_capacity_goes_on_to_the_next_transport_after_a_failed_step():
-    from pushpull.capacity import CapacitySearch
-    from pushpull.config import BenchConfig
+    from pushpull.harness.capacity import CapacitySearch
+    from pushpull.harness.config import BenchConfig
 
     search = CapacitySearch(
         BenchConfig(clients=[10], transports=["longpoll", "sse"]), 250, 10, 10, 50

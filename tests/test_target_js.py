@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pushpull import transports
-from pushpull.probes import SocketIOProbe
-from pushpull.verify import chat_message, echo_changes, is_echo, verify_target
+from pushpull.core import transports
+from pushpull.harness.probes import SocketIOProbe
+from pushpull.harness.verify import chat_message, echo_changes, is_echo, verify_target
 from tests.conftest import ROOT, announced, needs, pushpull
 from tests.test_sweep import run_dir_of
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pushpull.proxy import Proxy
+from pushpull.harness.proxy import Proxy
 from tests.conftest import latency_problems, pushpull, running_server
 
 pytestmark = pytest.mark.slow  # the full tier (make test-all)

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from pushpull.procs import HarnessError
+from pushpull.harness.procs import HarnessError
 
 LOCK_PATH = Path(os.environ.get("PUSHPULL_LOCK", "/tmp/pushpull-run.lock"))
 

@@ -1,5 +1,5 @@
 """Blocking protocol clients, one per way of speaking docs/protocol.md: the harness's verify step
-(pushpull/verify.py) and the protocol test (tests/test_protocol.py) both use these, so the
+(pushpull/harness/verify.py) and the protocol test (tests/test_protocol.py) both use these, so the
 protocol is checked by one implementation. They are plain and slow on purpose (the load
 generator has its own lean clients): python-socketio's SimpleClient, simple-websocket's Client,
 the standard library's http.client with pushpull's one SSE parser.
@@ -19,8 +19,8 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from loadtests.sse import SSEParser
-from pushpull.procs import request_json as call  # (status, JSON body), error statuses too
+from pushpull.core.sse import SSEParser
+from pushpull.harness.procs import request_json as call  # (status, JSON body), error statuses too
 
 
 class ProbeError(Exception):

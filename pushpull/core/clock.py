@@ -3,7 +3,7 @@
 Both sides that time things against the server's clock use it: each load-generator process,
 to move its receive times onto the server's clock (loadtests/recorder.py), and the harness, to
 wait for the edges of a window that is on the server's clock before it reads the server's
-counters and what it published (pushpull/cell.py).
+counters and what it published (pushpull/harness/cell.py).
 
     offset_ns, uncertainty_ns = measure_offset("http://127.0.0.1:5001")
     local_ns = server_ns - correction(offset_ns, uncertainty_ns)

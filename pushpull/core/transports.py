@@ -4,7 +4,7 @@ the verify step, chart colours and labels, the findings' baseline, the protocol 
 parameters, the README's transport table) is derived from these entries.
 
 Adding a transport is: a server module in `servers/` (or an existing one), a load-generator user
-class in `loadtests/`, a probe in `pushpull/probes.py` if no existing one fits, one `Transport`
+class in `loadtests/`, a probe in `pushpull/harness/probes.py` if no existing one fits, one `Transport`
 entry below and its section in docs/protocol.md.
 
 This module imports nothing beyond the standard library: the harness, the analysis and the
@@ -69,7 +69,7 @@ class Transport:
         return self.clients[kind or self.default_client].path
 
     def probe_factory(self):
-        """A callable url -> connected probe (see pushpull/probes.py)."""
+        """A callable url -> connected probe (see pushpull/harness/probes.py)."""
         cls = resolve(self.probe)
         return lambda url: cls(url, **self.probe_options)
 
@@ -98,7 +98,7 @@ REGISTRY: tuple[Transport, ...] = (
         server_text="Flask-SocketIO (websocket through simple-websocket)",
         does="holds a websocket; events are pushed as Socket.IO `response` events",
         clients={"lean": SOCKETIO_LEAN, "python-socketio": SOCKETIO_REFERENCE},
-        probe="pushpull.probes:SocketIOProbe",
+        probe="pushpull.harness.probes:SocketIOProbe",
         probe_options={"engineio_transport": "websocket"},
         dimensions=("client",),
         counts_requests=False,
@@ -114,7 +114,7 @@ REGISTRY: tuple[Transport, ...] = (
         server_text="Flask + flask-sock (simple-websocket), `GET /ws`",
         does="holds a websocket; every event is one JSON text frame, no Socket.IO framing",
         clients={"lean": ClientVariant("loadtests.websocket_user:WebSocketUser")},
-        probe="pushpull.probes:WebSocketProbe",
+        probe="pushpull.harness.probes:WebSocketProbe",
         counts_requests=False,
         resumes=False,
         backoff="reconnecting-websocket",
@@ -128,7 +128,7 @@ REGISTRY: tuple[Transport, ...] = (
         server_text="Flask REST, `GET /stream`",
         does="one streamed response (Server-Sent Events), `Last-Event-ID` resume",
         clients={"lean": ClientVariant("loadtests.http_users:SSEUser")},
-        probe="pushpull.probes:SSEProbe",
+        probe="pushpull.harness.probes:SSEProbe",
         backoff="EventSource",
     ),
     Transport(
@@ -140,7 +140,7 @@ REGISTRY: tuple[Transport, ...] = (
         server_text="Flask REST, `GET /events?after=SEQ&timeout=20`",
         does="a request held until something new exists",
         clients={"lean": ClientVariant("loadtests.http_users:LongPollUser")},
-        probe="pushpull.probes:PollProbe",
+        probe="pushpull.harness.probes:PollProbe",
         probe_options={"hold_s": 5.0},
     ),
     Transport(
@@ -152,7 +152,7 @@ REGISTRY: tuple[Transport, ...] = (
         server_text="the same with `timeout=0`",
         does="a request every `--poll-interval` s from an evenly spread phase",
         clients={"lean": ClientVariant("loadtests.http_users:ShortPollUser")},
-        probe="pushpull.probes:PollProbe",
+        probe="pushpull.harness.probes:PollProbe",
         probe_options={"hold_s": 0.0},
         dimensions=("poll_interval",),
     ),
@@ -165,7 +165,7 @@ REGISTRY: tuple[Transport, ...] = (
         server_text="Flask-SocketIO, Engine.IO long-polling only",
         does="a held GET per batch of packets, POSTs to send",
         clients={"lean": ClientVariant("loadtests.socketio_users:SocketIOPollingUser")},
-        probe="pushpull.probes:SocketIOProbe",
+        probe="pushpull.harness.probes:SocketIOProbe",
         probe_options={"engineio_transport": "polling"},
         resumes=False,
     ),

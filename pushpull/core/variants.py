@@ -1,6 +1,6 @@
 """One description of a measurement point: what sets a cell apart beyond its transport, client
 count and rate, written down once. The run-folder name, the progress label, the chart series,
-the tables and the findings all use this table, on a `Cell` (pushpull/config.py) or on a cell of
+the tables and the findings all use this table, on a `Cell` (pushpull/harness/config.py) or on a cell of
 summary.json alike.
 
     name(Cell(transport=T, clients=100, rate=2, poll_interval=0.5).as_dict())  -> 'T-c100-r2-i0.5'
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pushpull import transports
+from pushpull.core import transports
 
 
 @dataclass(frozen=True)

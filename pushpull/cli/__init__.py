@@ -25,9 +25,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from pushpull import config as cfg
-from pushpull import demo, transports
-from pushpull.procs import HarnessError, output_error
+from pushpull.core import transports
+from pushpull.harness import config as cfg
+from pushpull.harness import demo
+from pushpull.harness.procs import HarnessError, output_error
 
 DEFAULTS = {
     "clients": "10,100,500",
@@ -418,7 +419,7 @@ def bench_config(args: argparse.Namespace) -> cfg.BenchConfig:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pushpull.sweep import run_sweep
+    from pushpull.harness.sweep import run_sweep
 
     config = bench_config(args)
     status, run_dir = run_sweep(config, pin=not args.no_pin)
@@ -486,7 +487,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     """Broadcast at 2 events/s per transport (and client, and Locust process count), repeated
     and interleaved: the load generator's CPU per delivery beside the server's."""
     from analysis.perf import write_perf_report
-    from pushpull.sweep import run_sweep
+    from pushpull.harness.sweep import run_sweep
 
     chosen = cfg.parse_transports(args.transports)
     config = cfg.BenchConfig(
@@ -510,8 +511,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
-    from pushpull.capacity import CapacitySearch
-    from pushpull.sweep import run_cells
+    from pushpull.harness.capacity import CapacitySearch
+    from pushpull.harness.sweep import run_cells
 
     start = cfg.positive_int("--start", args.start, "a client count", "100")
     step = cfg.positive_int("--step", args.step, "a client step", "250")
@@ -561,7 +562,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 def cmd_storm(args: argparse.Namespace) -> int:
     """Every connection dropped at once (the servers' POST /admin/drop), --before seconds into
     the window; the clients come back with their real libraries' backoff (loadtests/users.py)."""
-    from pushpull.sweep import run_sweep
+    from pushpull.harness.sweep import run_sweep
 
     before = cfg.bounded_float("--before", args.before, "seconds", "5", 0.0, 600.0)
     after = cfg.bounded_float("--after", args.after, "seconds", "20", 0.0, 600.0)
@@ -619,11 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return cmd_compare(args)
         if args.command == "worker":
-            from pushpull.worker import parse_master, run_worker
+            from pushpull.harness.worker import parse_master, run_worker
 
             return run_worker(*parse_master(args.master), args.once)
         if args.command == "validate":
-            from pushpull.validate import run_validate
+            from pushpull.harness.validate import run_validate
 
             trials = cfg.positive_int("--trials", args.trials, "a run count", "200", 100_000)
             duration = cfg.bounded_float("--duration", args.duration, "seconds", "20", 2.0, 600.0)

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from pushpull.cell import LOCUSTFILE
-from pushpull.config import UsageError
+from pushpull.harness.cell import LOCUSTFILE
+from pushpull.harness.config import UsageError
 
 DEFAULT_MASTER_PORT = 5557
 
@@ -48,7 +48,7 @@ def parse_port(text: str, port: str) -> int:
 
 def worker_command(host: str, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "pushpull.child", "--",
+        sys.executable, "-m", "pushpull.core.child", "--",
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
         "--worker", "--master-host", host, "--master-port", str(port),
     ]  # fmt: skip

@@ -21,15 +21,18 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from loadtests.recorder import HISTOGRAMS, expected_deliveries, gap_figures, merge_process_files
-from pushpull.clock import correction, measure_offset
-from pushpull.config import BenchConfig, Cell
-from pushpull.cputime import cpu_seconds
-from pushpull.intervals import latency_intervals
-from pushpull.logscan import scan_logs
-from pushpull.manifest import PROJECT_ROOT, write_json
-from pushpull.mq import QueueUnavailable, Redis, redacted
-from pushpull.procs import (
+from pushpull.core.clock import correction, measure_offset
+from pushpull.core.cputime import cpu_seconds
+from pushpull.core.files import write_json
+from pushpull.core.histograms import HISTOGRAMS, PERCENTILES
+from pushpull.core.intervals import latency_intervals
+from pushpull.core.records import expected_deliveries, gap_figures, merge_process_files
+from pushpull.core.schema import CellSummary, LatencySummary
+from pushpull.harness.config import BenchConfig, Cell
+from pushpull.harness.logscan import scan_logs
+from pushpull.harness.manifest import PROJECT_ROOT
+from pushpull.harness.mq import QueueUnavailable, Redis, redacted
+from pushpull.harness.procs import (
     HarnessError,
     Managed,
     get_json,
@@ -37,11 +40,9 @@ from pushpull.procs import (
     request_json,
     start_server,
 )
-from pushpull.schema import CellSummary, LatencySummary
-from pushpull.verify import OPTIONAL_ENDPOINTS, verify, verify_target
+from pushpull.harness.verify import OPTIONAL_ENDPOINTS, verify, verify_target
 
 LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 
 
 @dataclass
@@ -534,7 +535,7 @@ def server_error_text(errors: dict | None) -> str:
 
 
 def server_clock_correction(url: str, unavailable: dict) -> int:
-    """What to add to this machine's clock to read the server's (pushpull/clock.py), as the
+    """What to add to this machine's clock to read the server's (pushpull/core/clock.py), as the
     load generator corrects its own; 0 when the server has no /time."""
     if "clock_offset_us" in unavailable:
         return 0

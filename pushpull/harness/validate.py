@@ -7,7 +7,7 @@ long enough for the figures to mean something.
 1. Intervals (docs/intervals.md), on synthetic data whose true percentiles are known: how often
    the 95% interval over events holds the truth, in `--trials` runs per model.
 2. Delay and clock: a WebSocket server whose clock is set off by a known amount, behind a proxy
-   that holds every chunk a known time each way (pushpull/proxy.py), measured by `bench
+   that holds every chunk a known time each way (pushpull/harness/proxy.py), measured by `bench
    --target`: the offset found against the one set, the latency added against the delay.
 3. Polling theory, on real servers: short-poll every T delivers with latency uniform on [0, T]
    and asks 1 / (rate x T) times per delivery; long-poll asks about once per delivery; nothing
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pushpull.intervals import latency_intervals
+from pushpull.core.intervals import latency_intervals
 
 COVERAGE_MODELS = [  # (name, mean burst shift us, mean per-client jitter us, events, checked)
     ("fan-out-dominated, 30 events", 5_000, 20_000, 30, True),
@@ -59,7 +59,7 @@ REQUESTS_TOLERANCE = {"shortpoll": 0.05, "longpoll": 0.10}
 def synthetic_events(rng, events: int, clients: int, shift_us: float, jitter_us: float) -> dict:
     """Per-event HdrHistogram buckets (seq -> {index: count}) where each event's burst moves all
     its deliveries together: an exponential shift per event, exponential jitter per client."""
-    from loadtests.recorder import new_histogram
+    from pushpull.core.histograms import new_histogram
 
     layout = new_histogram()
     per_event = {}
@@ -75,7 +75,7 @@ def synthetic_events(rng, events: int, clients: int, shift_us: float, jitter_us:
 
 def merged_percentile(per_event: dict, percentile: float) -> int:
     """The percentile HdrHistogram reports for all the events' deliveries together."""
-    from loadtests.recorder import new_histogram
+    from pushpull.core.histograms import new_histogram
 
     histogram = new_histogram()
     for buckets in per_event.values():
@@ -149,25 +149,28 @@ def interval_checks(trials: int) -> list[dict]:
 
 def bench(out: Path, *args: str, timeout: float = 900) -> list[dict]:
     """One `pushpull bench` as a user would run it; its cells, each with its latency histogram
-    (read by analysis/results.py, as the charts read it)."""
-    from analysis.results import load_run
+    (read through pushpull/core/runfolder.py, as the charts read it)."""
+    from pushpull.core.runfolder import read_histogram, read_run
 
     command = [sys.executable, "-m", "pushpull.cli", "bench", "--out", str(out), "--no-plot"]
     result = subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
     if result.returncode != 0:
-        from pushpull.procs import HarnessError
+        from pushpull.harness.procs import HarnessError
 
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"pushpull bench {' '.join(args)}: exit {result.returncode}: {last}")
-    run = load_run((out / "latest").resolve())
-    return [{**cell, "histogram": run.histogram(cell)} for cell in run.cells]
+    run_dir = (out / "latest").resolve()
+    _, summary = read_run(run_dir)
+    return [
+        {**cell, "histogram": read_histogram(run_dir, cell["name"])} for cell in summary["cells"]
+    ]
 
 
 def clock_cell(out: Path, offset_ms: float, delay_ms: float, duration: float) -> dict:
-    from pushpull.procs import start_server
-    from pushpull.proxy import Proxy
+    from pushpull.harness.procs import start_server
+    from pushpull.harness.proxy import Proxy
 
     folder = out / f"clock{offset_ms:+g}ms-delay{delay_ms:g}ms"
     folder.mkdir(parents=True)
@@ -304,7 +307,7 @@ def markdown(result: dict) -> str:
 
 
 def machine() -> str:
-    from pushpull.manifest import cpu_model
+    from pushpull.core.host import cpu_model
 
     return f"{os.cpu_count()} cores ({cpu_model()})"
 

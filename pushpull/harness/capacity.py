@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pushpull.config import BenchConfig, Cell
-from pushpull.manifest import write_json
+from pushpull.core.files import write_json
+from pushpull.harness.config import BenchConfig, Cell
 
 RANGE_RULE = (
     "lo: the highest count at and below which every measurement held (p99 and its 95% interval "

@@ -19,12 +19,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from pushpull.cell import run_cell
-from pushpull.config import BenchConfig, Cell
-from pushpull.manifest import build_manifest, new_run_dir, point_latest, write_json
-from pushpull.procs import HarnessError, Managed, OutputError, output_error
-from pushpull.runlock import RunLock
-from pushpull.schema import SCHEMA_VERSION
+from pushpull.core.files import write_json
+from pushpull.core.schema import SCHEMA_VERSION
+from pushpull.harness.cell import run_cell
+from pushpull.harness.config import BenchConfig, Cell
+from pushpull.harness.manifest import build_manifest, new_run_dir, point_latest
+from pushpull.harness.procs import HarnessError, Managed, OutputError, output_error
+from pushpull.harness.runlock import RunLock
 
 
 def cpu_placement(pin: bool) -> dict:
@@ -125,7 +126,7 @@ def raise_interrupt(signum, frame):
 
 
 def measure_floor(run_dir: Path, cpus: dict, count: int = 300) -> dict | None:
-    """Round trip of a minimal websocket echo (pushpull/echo.py), server and client placed like
+    """Round trip of a minimal websocket echo (pushpull/harness/echo.py), server and client placed like
     the cells' server and load generator. None (with the reason logged) if it cannot run."""
     log = run_dir / "floor"
     log.mkdir()
@@ -133,7 +134,7 @@ def measure_floor(run_dir: Path, cpus: dict, count: int = 300) -> dict | None:
     try:
         server = Managed(
             "echo",
-            [sys.executable, "-m", "pushpull.echo", "serve"],
+            [sys.executable, "-m", "pushpull.harness.echo", "serve"],
             log / "echo-server.log",
             cpus["server"],
         )
@@ -145,7 +146,15 @@ def measure_floor(run_dir: Path, cpus: dict, count: int = 300) -> dict | None:
         port = json.loads(server.log_path.read_text().splitlines()[0])["port"]
         client = Managed(
             "echo-client",
-            [sys.executable, "-m", "pushpull.echo", "measure", "127.0.0.1", str(port), str(count)],
+            [
+                sys.executable,
+                "-m",
+                "pushpull.harness.echo",
+                "measure",
+                "127.0.0.1",
+                str(port),
+                str(count),
+            ],
             log / "echo-client.log",
             cpus["loadgen"],
         )

@@ -5,7 +5,6 @@ results/20261124T014241Z-7f5d5f7/manifest.json
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -16,7 +15,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from pushpull.mq import redact_text
+from pushpull.core.host import cpu_model, memory_bytes
+from pushpull.harness.mq import redact_text
 
 PACKAGES = (
     "flask",
@@ -32,7 +32,7 @@ PACKAGES = (
     "psutil",
     "matplotlib",
 )
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def git(*args: str) -> str | None:
@@ -43,26 +43,6 @@ def git(*args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def package_versions() -> dict[str, str | None]:
@@ -124,18 +104,3 @@ def build_manifest(arguments: dict, placement: dict) -> dict:
         "arguments": arguments,
         "placement": placement,
     }
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write atomically: a reader (or an interrupted run) never sees half a file. A failed
-    write (a full disk, say) leaves the old file as it was and no temp file behind."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None  # name the real file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -2,7 +2,7 @@
 
 Each check returns a list of problems (empty when the server is fine), in the manner of
 TechEmpower's verify mode; the sweep refuses to measure a server with problems. The transport's
-own check is its registry entry's probe (pushpull/probes.py), the same client the protocol test
+own check is its registry entry's probe (pushpull/harness/probes.py), the same client the protocol test
 uses: connect and get a welcome, send a chat message, see it come back as an event.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 import time
 
-from pushpull.probes import ProbeError, call
-from pushpull.procs import get_json
-from pushpull.transports import Transport, resolve
+from pushpull.core.transports import Transport, resolve
+from pushpull.harness.probes import ProbeError, call
+from pushpull.harness.procs import get_json
 
 EVENT_FIELDS = {"seq": int, "t_pub": int, "t_sched": int, "kind": str, "data": dict}
 STATS_FIELDS = (

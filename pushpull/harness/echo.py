@@ -1,8 +1,8 @@
 """The floor: the loopback round trip of a minimal websocket echo on this machine, with the same
 CPU placement as the cells. No transport can deliver faster than half of it.
 
-    python -m pushpull.echo serve                       # prints {"port": N}, echoes one client
-    python -m pushpull.echo measure 127.0.0.1 N 300     # prints the round-trip times (us)
+    python -m pushpull.harness.echo serve                       # prints {"port": N}, echoes one client
+    python -m pushpull.harness.echo measure 127.0.0.1 N 300     # prints the round-trip times (us)
 
 Both sides are plain blocking sockets and wsproto, nothing else: the least a Python websocket
 delivery costs here.
@@ -76,4 +76,4 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["measure"] and len(sys.argv) == 5:
         measure(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
-        sys.exit("usage: python -m pushpull.echo serve | measure HOST PORT COUNT")
+        sys.exit("usage: python -m pushpull.harness.echo serve | measure HOST PORT COUNT")

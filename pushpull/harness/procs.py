@@ -47,7 +47,7 @@ class Managed:
     ):
         self.name = name
         self.log_path = log_path
-        launcher = [sys.executable, "-m", "pushpull.child"]
+        launcher = [sys.executable, "-m", "pushpull.core.child"]
         if cpus:
             launcher += ["--cpus", ",".join(str(c) for c in sorted(cpus))]
         self._log = open(log_path, "wb")

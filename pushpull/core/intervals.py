@@ -21,7 +21,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
+from pushpull.core.histograms import PERCENTILES, new_histogram
+
 RESAMPLES = 1000
 CONFIDENCE = 0.95
 MIN_EVENTS = 5  # fewer events than this: no interval (null), the bootstrap would mislead
@@ -30,8 +31,6 @@ MIN_EVENTS = 5  # fewer events than this: no interval (null), the bootstrap woul
 def bucket_values(indices: list[int]) -> np.ndarray:
     """Each HdrHistogram bucket index as the value a percentile read reports for it (the
     bucket's highest equivalent value, as `get_value_at_percentile` does), in microseconds."""
-    from loadtests.recorder import new_histogram
-
     layout = new_histogram()
     return np.array(
         [layout.get_highest_equivalent_value(layout.get_value_from_index(i)) for i in indices],

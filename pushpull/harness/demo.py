@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from pushpull import procs, transports
-from pushpull.procs import HarnessError, Managed, wait_for_announce, wait_ready
+from pushpull.core import transports
+from pushpull.harness import procs
+from pushpull.harness.procs import HarnessError, Managed, wait_for_announce, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOCKETIO_CLIENT = ROOT / "node_modules" / "socket.io-client" / "dist"
 MAX_RATE = 50.0  # servers.demo's bound for the ticker
 

@@ -1,6 +1,6 @@
 """Start a command so that it dies with the harness and runs on chosen CPUs, then exec it.
 
-    python -m pushpull.child [--cpus 0,1] -- COMMAND ARGS...
+    python -m pushpull.core.child [--cpus 0,1] -- COMMAND ARGS...
 
 PR_SET_PDEATHSIG asks the kernel to send SIGTERM to the command if the harness dies, even by
 SIGKILL, so a crashed sweep leaves no server or Locust process behind. Setting it here, after fork
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
         cpus = {int(c) for c in argv[1].split(",")}
         argv = argv[2:]
     if argv[:1] != ["--"] or len(argv) < 2:
-        sys.exit("usage: python -m pushpull.child [--cpus 0,1] -- COMMAND ARGS...")
+        sys.exit("usage: python -m pushpull.core.child [--cpus 0,1] -- COMMAND ARGS...")
     command = argv[1:]
     if not die_with_parent():
         sys.exit(1)

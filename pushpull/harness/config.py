@@ -9,8 +9,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pushpull import transports, variants
-from pushpull.mq import SCHEMES, redacted
+from pushpull.core import transports, variants
+from pushpull.harness.mq import SCHEMES, redacted
 
 SCENARIOS = ("broadcast", "chat")
 MAX_CLIENTS = 20_000
@@ -26,7 +26,7 @@ class UsageError(Exception):
 class Cell:
     """One measured point: a transport at a client count and rate (and poll interval...). In the
     chat scenario `rate` is each client's send rate and the server publishes no ticks. Its
-    variants are described once, in pushpull/variants.py."""
+    variants are described once, in pushpull/core/variants.py."""
 
     transport: str
     clients: int
@@ -291,7 +291,7 @@ def parse_message_queues(text: str | None, server_procs: list[int]) -> list[str 
 def check_queues(queues: list[str | None]) -> list[dict]:
     """Each queue's Redis, reached once before anything starts: its URL (without credentials)
     and version, for the manifest; UsageError in one line when none answers."""
-    from pushpull.mq import QueueUnavailable, Redis
+    from pushpull.harness.mq import QueueUnavailable, Redis
 
     info = []
     for url in queues:
