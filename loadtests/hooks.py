@@ -1,8 +1,8 @@
-"""pushpull's Locust hooks: its command-line options, the steady-state window (decided on the
-master, or the only process, and sent to workers), the clock offset to the server, event-loop lag,
-Locust's request stats added in bulk, and the measurements each process writes when the test
-stops. The user classes live in their transports' own modules (named by the registry,
-pushpull/core/transports.py); this module knows none of them.
+"""pushpull's Locust hooks: its command-line options (a transport's own are in its module), the
+steady-state window (decided on the master, or the only process, and sent to workers), the clock
+offset to the server, event-loop lag, Locust's request stats added in bulk, and the measurements
+each process writes when the test stops. The user classes live in their transports' own modules
+(named by the registry, pushpull/core/transports.py); this module knows none of them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--client",
-        "--socketio-client",
+        *(f"--{t.name}-client" for t in transports.REGISTRY if len(t.clients) > 1),
         dest="client",
         choices=transports.CLIENT_KINDS,
         default="lean",
@@ -64,9 +64,6 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--poll-interval", type=float, default=0.5, help="short-poll period in seconds (0.5)"
-    )
-    parser.add_argument(
-        "--longpoll-timeout", type=float, default=20.0, help="long-poll hold in seconds (20)"
     )
     parser.add_argument(
         "--grace", type=float, default=2.0, help="seconds after spawning before the window (2)"

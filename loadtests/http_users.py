@@ -2,7 +2,8 @@
 Every stream and every poll is read by the process's Reactor (loadtests/ws.py), so no greenlet
 is woken per delivery or per poll; short polls are sent from the reactor's timer. Chat messages
 are POSTs on a connection of their own, from the user's sender greenlet. Which class serves which
-transport is said by the registry (pushpull/core/transports.py).
+transport is said by the registry (pushpull/core/transports.py). The long poll's hold is this
+module's Locust option, `--longpoll-timeout`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import random
 import time
+
+from locust import events
 
 from loadtests.leanhttp import LeanHTTP, ReactorHTTP, ReactorSSE
 from loadtests.users import ReactorUser, wait_until_joined
@@ -153,6 +156,7 @@ class LongPollUser(PollingUser):
     one leaves as soon as an answer arrives."""
 
     poll_name = "GET /events (long-poll)"
+    hold_s = 20.0  # the longest the server holds a request, unless --longpoll-timeout says
 
     def on_start(self) -> None:
         self.hold_s = self.environment.parsed_options.longpoll_timeout
@@ -205,3 +209,13 @@ class ShortPollUser(PollingUser):
     def next_poll(self) -> None:
         self.next_ns += self.interval_ns
         self.schedule()
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--longpoll-timeout",
+        type=float,
+        default=LongPollUser.hold_s,
+        help=f"long-poll hold in seconds ({LongPollUser.hold_s:g})",
+    )

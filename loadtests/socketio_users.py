@@ -14,7 +14,7 @@ from locust import task
 from locust.exception import StopUser
 
 from loadtests.leansio import LeanSocketIO, LeanSocketIOPolling
-from loadtests.users import PushPullUser, ReactorPushUser, wait_until_joined
+from loadtests.users import OneClientUser, PushPullUser, ReactorPushUser, wait_until_joined
 
 
 class SocketIOUser(ReactorPushUser):
@@ -34,14 +34,11 @@ class SocketIOUser(ReactorPushUser):
         self.client.emit("message", message)
 
 
-class SocketIOPollingUser(PushPullUser):
+class SocketIOPollingUser(OneClientUser):
     """Socket.IO restricted to its long-polling transport (lean client, leansio.py): one held
-    GET at a time on this user's greenlet, POSTs for pongs and chat messages."""
+    GET at a time on a greenlet of the client's own, POSTs for pongs and chat messages."""
 
     connect_name = "socket.io (polling) connect"
-
-    def connect(self) -> None:
-        self.client = self.make_client()
 
     def make_client(self, after: int | None = None) -> LeanSocketIOPolling:
         client = LeanSocketIOPolling(
@@ -54,33 +51,14 @@ class SocketIOPollingUser(PushPullUser):
         client.connect()
         return client
 
-    def send_chat(self, message: dict) -> None:
-        self.client.emit("message", message)
+    def watch(self) -> None:
+        gevent.spawn(self.client.run)  # returns when the session ends (leaving ends it too)
 
-    def leave(self) -> None:
-        self.client.close()
-
-    def rejoin(self) -> None:
-        self.client = self.make_client(self.tracker.away_at if self.resume else None)
+    def rejoined(self) -> None:
         wait_until_joined(self.tracker, self.client.closed, "socket.io (polling)")
 
-    @task
-    def listen(self) -> None:
-        while True:
-            reader = gevent.spawn(self.client.run)  # returns when the session ends
-            if self.client.closed.wait(self.next_churn_s()):
-                if not self.reconnects:
-                    break
-                self.recover()
-                continue
-            self.churn()  # leaving ends the old session's reader
-            reader.join()
-        self.recorder.errors += 1
-        self.ended()
-        raise StopUser()
-
-    def disconnect(self) -> None:
-        self.client.close()
+    def send_chat(self, message: dict) -> None:
+        self.client.emit("message", message)
 
 
 class PythonSocketIOUser(PushPullUser):

@@ -1,7 +1,9 @@
 """What every pushpull load-generator user shares, whatever its transport: its Tracker, the
-process's client count, the handling of `welcome` and `response`, chat sending, Locust's request
-events for connects and failures, and (`ReactorUser`) a connection read by the process's Reactor
-that is resumed a few times when the server drops it. The transports' own user classes subclass
+process's client count, the handling of `welcome` and `response`, chat sending and Locust's
+request events for connects and failures (`PushPullUser`); one listen loop for a client that
+watches its connection, churns, and comes back after a drop (`ConnectionUser`), either resumed a
+few times on a connection the process's Reactor reads (`ReactorUser`) or as one client object
+per connection (`OneClientUser`, `ReactorPushUser`). The transports' own user classes subclass
 these in their own modules.
 """
 
@@ -17,30 +19,11 @@ import gevent
 from locust import User, task
 from locust.exception import StopUser
 
+from loadtests import backoff
 from loadtests.hooks import sleep_until
 from loadtests.recorder import Recorder
-from pushpull.core import transports
 
 SPREAD = itertools.count()  # this process's clients, numbered to spread them over the servers
-
-
-def socketio_client_backoff(attempt: int) -> float:
-    """socket.io-client's Manager defaults: reconnectionDelay 1 s doubling per attempt up to
-    reconnectionDelayMax 5 s, each randomised by +-50% (randomizationFactor 0.5)."""
-    return min(1.0 * 2**attempt, 5.0) * random.uniform(0.5, 1.5)
-
-
-def reconnecting_websocket_backoff(attempt: int, first: float) -> float:
-    """The npm package reconnecting-websocket's defaults (the browser's WebSocket has no
-    reconnect of its own): a minimum delay of 1 s + random(0..4 s), drawn once per client
-    (`first`), growing 1.3x per attempt up to 10 s."""
-    return min(first * 1.3**attempt, 10.0)
-
-
-def eventsource_backoff(attempt: int) -> float:
-    """EventSource's reconnection time: Chromium's default, 3 s every attempt, no jitter (the
-    server may change it with `retry:`; pushpull's does not)."""
-    return 3.0
 
 
 def fire_connect(user, name: str, started: float) -> None:
@@ -87,6 +70,7 @@ class PushPullUser(User):
 
     abstract = True
     connect_name = ""
+    supports_churn = False
 
     def on_start(self) -> None:
         self.recorder: Recorder = self.environment.pushpull
@@ -134,9 +118,79 @@ class PushPullUser(User):
             elif tracker.segment is None:  # back from a churn disconnect
                 tracker.back(data.get("head", data["last_seq"]), t_recv)
 
-    # -- churn: leave on purpose, stay away, come back (docs: --churn-every) ------------------
-    supports_churn = True
+    def chat(self, send_rate: float, payload_bytes: int) -> None:
+        period_ns = int(1e9 / send_rate)
+        next_ns = time.time_ns() + random.randrange(period_ns)
+        sender = f"{os.getpid()}-{id(self):x}"
+        pad = "x" * payload_bytes
+        while True:
+            sleep_until(next_ns)
+            next_ns += period_ns
+            message = {
+                "t_send": time.time_ns() + self.recorder.clock_correction_ns,
+                "sender": sender,
+            }
+            if pad:
+                message["pad"] = pad
+            try:
+                self.send_chat(message)
+                self.recorder.sent += 1
+            except Exception as exc:  # noqa: BLE001 - a failed send is a measured error
+                fire_failure(self, "send message", time.perf_counter(), exc, kind="SEND")
 
+    def ended(self) -> None:
+        """The connection is over: nothing more is owed to this client."""
+        if self.counted:
+            self.counted = False
+            self.tracker.left()
+            self.recorder.clients -= 1
+
+    def on_stop(self) -> None:
+        if self.sender is not None:
+            self.sender.kill()
+        self.ended()
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        raise NotImplementedError
+
+
+class ConnectionUser(PushPullUser):
+    """A client whose user greenlet watches its connection (`listen`): it leaves and comes back
+    on purpose (churn), and when the server ends the connection it comes back as its real
+    library would (--reconnect on), resumes (`after_drop`), or ends."""
+
+    abstract = True
+    supports_churn = True
+    delays: backoff.Delay | None = None  # this client's reconnect policy, made on first use
+
+    def connection_closed(self):
+        """The gevent Event that is set when the connection ends."""
+        raise NotImplementedError
+
+    @task
+    def listen(self) -> None:
+        while True:
+            self.until_dropped()
+            if self.reconnects:
+                self.recover()
+            elif not self.after_drop():
+                break
+        self.ended()
+        raise StopUser()
+
+    def until_dropped(self) -> None:
+        """Return when the server ends the connection; churn (leave and come back) meanwhile."""
+        while not self.connection_closed().wait(self.next_churn_s()):
+            self.churn()
+
+    def after_drop(self) -> bool:
+        """The server ended the connection (--reconnect off): True if the client goes on on a
+        new one. Here the drop is a measured error and the client ends."""
+        self.recorder.errors += 1
+        return False
+
+    # -- churn: leave on purpose, stay away, come back (docs: --churn-every) ------------------
     def next_churn_s(self) -> float | None:
         """Seconds until this client next leaves (exponential, mean --churn-every), or None."""
         every = self.environment.parsed_options.churn_every
@@ -183,15 +237,10 @@ class PushPullUser(User):
 
     def backoff_s(self, attempt: int) -> float:
         """The wait before reconnect `attempt` (0, 1, ...), by the registry's `backoff` policy
-        of this client's transport (pushpull/core/transports.py BACKOFFS)."""
-        policy = transports.get(self.recorder.transport).backoff
-        if policy == "EventSource":
-            return eventsource_backoff(attempt)
-        if policy == "reconnecting-websocket":
-            if not hasattr(self, "first_delay_s"):
-                self.first_delay_s = 1.0 + random.uniform(0.0, 4.0)
-            return reconnecting_websocket_backoff(attempt, self.first_delay_s)
-        return socketio_client_backoff(attempt)
+        of this client's transport (loadtests/backoff.py)."""
+        if self.delays is None:
+            self.delays = backoff.policy(self.recorder.transport)
+        return self.delays(attempt)
 
     def recover(self) -> None:
         """The server dropped the connection: wait as the transport's real client library does,
@@ -207,116 +256,80 @@ class PushPullUser(User):
             with contextlib.suppress(Exception):
                 self.leave()
 
-    def chat(self, send_rate: float, payload_bytes: int) -> None:
-        period_ns = int(1e9 / send_rate)
-        next_ns = time.time_ns() + random.randrange(period_ns)
-        sender = f"{os.getpid()}-{id(self):x}"
-        pad = "x" * payload_bytes
-        while True:
-            sleep_until(next_ns)
-            next_ns += period_ns
-            message = {
-                "t_send": time.time_ns() + self.recorder.clock_correction_ns,
-                "sender": sender,
-            }
-            if pad:
-                message["pad"] = pad
-            try:
-                self.send_chat(message)
-                self.recorder.sent += 1
-            except Exception as exc:  # noqa: BLE001 - a failed send is a measured error
-                fire_failure(self, "send message", time.perf_counter(), exc, kind="SEND")
 
-    def ended(self) -> None:
-        """The connection is over: nothing more is owed to this client."""
-        if self.counted:
-            self.counted = False
-            self.tracker.left()
-            self.recorder.clients -= 1
-
-    def on_stop(self) -> None:
-        if self.sender is not None:
-            self.sender.kill()
-        self.ended()
-        self.disconnect()
-
-    def disconnect(self) -> None:
-        raise NotImplementedError
-
-
-class ReactorUser(PushPullUser):
+class ReactorUser(ConnectionUser):
     """A client whose connection the process's Reactor reads: this user's greenlet only connects,
     waits for the connection to end, and reconnects (resuming where the transport can) up to
     RESUMES times, counting each drop as an error."""
 
     abstract = True
     RESUMES = 3
+    drops = 0  # how many times the server ended the connection
 
     def start_connection(self) -> None:
         """(Re)open the connection and hand it to the reactor; raise on failure."""
         raise NotImplementedError
 
-    def connection_closed(self):
-        """The gevent Event that is set when the connection ends."""
-        raise NotImplementedError
-
-    @task
-    def listen(self) -> None:
-        attempt = 0
-        while attempt <= self.RESUMES:
-            while not self.connection_closed().wait(self.next_churn_s()):
-                self.churn()  # no drop before the next churn: leave and come back
-            if self.reconnects:
-                self.recover()
-                continue
-            attempt += 1
-            self.recorder.errors += 1
-            if attempt > self.RESUMES:
-                break
-            gevent.sleep(0.2)
-            try:
-                self.start_connection()
-            except Exception as exc:  # noqa: BLE001 - a failed resume is a measured error
-                fire_failure(self, self.connect_name, time.perf_counter(), exc)
-                break
-        self.ended()
-        raise StopUser()
+    def after_drop(self) -> bool:
+        self.drops += 1
+        self.recorder.errors += 1
+        if self.drops > self.RESUMES:
+            return False
+        gevent.sleep(0.2)
+        try:
+            self.start_connection()
+        except Exception as exc:  # noqa: BLE001 - a failed resume is a measured error
+            fire_failure(self, self.connect_name, time.perf_counter(), exc)
+            return False
+        return True
 
 
-class ReactorPushUser(PushPullUser):
-    """A push client on one connection that the process's Reactor reads (`make_client()` returns
-    it, connected). A dropped connection ends the user, counted as an error: like a real
-    WebSocket client without an application-level replay, a new connection would be owed only
-    what follows its new welcome."""
+class OneClientUser(ConnectionUser):
+    """A client whose connection is one client object: `make_client(after)` returns it
+    connected, `watch()` hands it to what reads it. A new one replaces it on every rejoin."""
 
     abstract = True
-
-    def connect(self) -> None:
-        self.client = self.make_client()
-        self.environment.pushpull_reactor.add(self.client)
 
     def make_client(self, after: int | None = None):
         """A connected client; with `after`, one that asks the server to resume after it."""
         raise NotImplementedError
 
-    def leave(self) -> None:
-        self.disconnect()
+    def watch(self) -> None:
+        """Have `self.client` read (by the process's Reactor, or a greenlet of its own)."""
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        self.client = self.make_client()
+        self.watch()
 
     def rejoin(self) -> None:
         self.client = self.make_client(self.tracker.away_at if self.resume else None)
-        self.environment.pushpull_reactor.add(self.client)
+        self.watch()
+        self.rejoined()
 
-    @task
-    def listen(self) -> None:
-        while True:
-            while not self.client.closed.wait(self.next_churn_s()):  # set when the server ends it
-                self.churn()
-            if not self.reconnects:
-                break
-            self.recover()
-        self.recorder.errors += 1
-        self.ended()
-        raise StopUser()
+    def rejoined(self) -> None:
+        """What a rejoin waits for once the new client is read (nothing more, here)."""
+
+    def connection_closed(self):
+        return self.client.closed
+
+    def leave(self) -> None:
+        self.disconnect()
+
+    def disconnect(self) -> None:
+        self.client.close()
+
+
+class ReactorPushUser(OneClientUser):
+    """A push client on one connection that the process's Reactor reads. A dropped connection
+    ends the user, counted as an error: like a real WebSocket client without an
+    application-level replay, a new connection would be owed only what follows its new
+    welcome."""
+
+    abstract = True
+
+    def watch(self) -> None:
+        self.environment.pushpull_reactor.add(self.client)
 
     def disconnect(self) -> None:
         self.environment.pushpull_reactor.discard(self.client)
