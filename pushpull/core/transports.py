@@ -27,6 +27,7 @@ BACKOFFS = {
     "EventSource": "3 s every attempt, no jitter (Chromium's default reconnection time)",
 }
 DIMENSIONS = ("poll_interval", "client")  # the per-transport sweep dimensions
+DEFAULT_SETS = ("bench", "storm", "churn", "gallery", "noise")  # see Transport.defaults
 
 
 class UnknownTransport(ValueError):
@@ -60,6 +61,10 @@ class Transport:
     baseline: bool = False  # the push transport the findings compare every other one against
     resumes: bool = True  # a client coming back gets what it missed, by the protocol's design
     backoff: str = "socket.io-client"  # a key of BACKOFFS: its reconnect policy after a drop
+    hold_s: float | None = None  # a poll's `timeout`: how long the server holds it (None: no polls)
+    # Which of the suite's default runs include it (DEFAULT_SETS): `pushpull bench` and `make
+    # bench` without --transports, the storm, the churn run, the README's gallery, the noise band.
+    defaults: frozenset[str] = frozenset()
 
     @property
     def default_client(self) -> str:
@@ -104,6 +109,7 @@ REGISTRY: tuple[Transport, ...] = (
         counts_requests=False,
         baseline=True,
         resumes=False,
+        defaults=frozenset({"bench", "storm", "churn", "gallery", "noise"}),
     ),
     Transport(
         name="websocket",
@@ -118,6 +124,7 @@ REGISTRY: tuple[Transport, ...] = (
         counts_requests=False,
         resumes=False,
         backoff="reconnecting-websocket",
+        defaults=frozenset({"bench", "churn", "gallery"}),
     ),
     Transport(
         name="sse",
@@ -130,6 +137,7 @@ REGISTRY: tuple[Transport, ...] = (
         clients={"lean": ClientVariant("loadtests.http_users:SSEUser")},
         probe="pushpull.harness.probes:SSEProbe",
         backoff="EventSource",
+        defaults=frozenset({"storm", "churn", "gallery"}),
     ),
     Transport(
         name="longpoll",
@@ -142,6 +150,8 @@ REGISTRY: tuple[Transport, ...] = (
         clients={"lean": ClientVariant("loadtests.http_users:LongPollUser")},
         probe="pushpull.harness.probes:PollProbe",
         probe_options={"hold_s": 5.0},
+        hold_s=20.0,
+        defaults=frozenset({"bench", "storm", "churn", "gallery", "noise"}),
     ),
     Transport(
         name="shortpoll",
@@ -155,6 +165,8 @@ REGISTRY: tuple[Transport, ...] = (
         probe="pushpull.harness.probes:PollProbe",
         probe_options={"hold_s": 0.0},
         dimensions=("poll_interval",),
+        hold_s=0.0,
+        defaults=frozenset({"bench", "gallery", "noise"}),
     ),
     Transport(
         name="socketio-polling",
@@ -183,6 +195,13 @@ def get(name: str) -> Transport:
         raise UnknownTransport(
             f"unknown transport {name!r} (allowed: {', '.join(NAMES)})"
         ) from None
+
+
+def default_names(which: str | None = None) -> list[str]:
+    """The transports of one of DEFAULT_SETS, in the registry's order (None: every transport)."""
+    if which is not None and which not in DEFAULT_SETS:
+        raise ValueError(f"unknown default set {which!r} (allowed: {', '.join(DEFAULT_SETS)})")
+    return [t.name for t in REGISTRY if which is None or which in t.defaults]
 
 
 def baseline() -> Transport:

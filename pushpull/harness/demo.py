@@ -1,6 +1,6 @@
 """`pushpull demo`: the classic chat, side by side over every transport, measured in the browser.
 
-    pushpull demo --port 8000        # then open http://127.0.0.1:8000/
+    pushpull demo --port 8000        # then open http://127.0.0.1:8000/  (flags: pushpull/cli/demo.py)
 
 Starts servers.demo (one process, one event log, every transport of the registry) as a child
 process, prints the page's URL and runs until Ctrl-C (or SIGTERM/SIGHUP), then stops it: no
@@ -30,44 +30,6 @@ MAX_RATE = 50.0  # servers.demo's bound for the ticker
 
 class Stop(Exception):
     """SIGTERM or SIGHUP: stop the demo as Ctrl-C does."""
-
-
-def add_parser(commands) -> None:
-    demo = commands.add_parser(
-        "demo", help="serve a live page: the chat over every transport, measured in the browser"
-    )
-    demo.add_argument(
-        "--host", default="127.0.0.1", help="address the page is served on (default %(default)s)"
-    )
-    demo.add_argument(
-        "--port", type=port_value, default=8000, help="TCP port (default %(default)s)"
-    )
-    demo.add_argument(
-        "--rate",
-        type=rate_value,
-        default=1.0,
-        help=f"ticks per second at start, 0 to {MAX_RATE:g}; the page changes it (default 1)",
-    )
-
-
-def port_value(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return value
-
-
-def rate_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (events per second)") from None
-    if not 0 <= value <= MAX_RATE:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range (0 to {MAX_RATE:g} events/s)")
-    return value
 
 
 def panes() -> str:

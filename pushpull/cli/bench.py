@@ -1,0 +1,128 @@
+"""`pushpull bench`: run a sweep (every combination of the lists given), then draw its charts."""
+
+from __future__ import annotations
+
+import argparse
+
+from pushpull.cli.finish import finish
+from pushpull.cli.options import (
+    add_client_option,
+    add_load_options,
+    add_run_options,
+    add_timing_options,
+    build_config,
+    transports_default,
+)
+
+NAME = "bench"
+
+
+def add_parser(commands) -> None:
+    bench = commands.add_parser(NAME, help="run a sweep, then draw its charts")
+    add_load_options(
+        bench,
+        clients="10,100,500",
+        transports=transports_default("bench"),
+        duration="15",
+        rate="2",
+        poll_interval="0.5",
+        spawn_rate="200",
+        repeat="1",
+        loadgen_procs="1",
+        resume="off",
+    )
+    bench.add_argument(
+        "--host", default="127.0.0.1", help="address the servers bind (default %(default)s)"
+    )
+    bench.add_argument(
+        "--port", default="0", help="server port, 0 picks a free one per cell (default 0)"
+    )
+    add_scenario_options(bench)
+    add_churn_options(bench)
+    add_deployment_options(bench)
+    add_client_option(bench, bench=True)
+    add_timing_options(bench)
+    add_run_options(bench)
+    bench.set_defaults(run=run)
+
+
+def add_scenario_options(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument(
+        "--scenario",
+        default="broadcast",
+        help="broadcast (the server publishes at --rate) or chat (clients send at --send-rate)",
+    )
+    bench.add_argument(
+        "--send-rate",
+        default="0.2",
+        help="chat: messages per second each client sends; a list sweeps (default %(default)s)",
+    )
+    bench.add_argument(
+        "--payload-bytes",
+        default="0",
+        help="pad every event (and chat message) with this many bytes; a list sweeps (default 0)",
+    )
+
+
+def add_churn_options(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument(
+        "--churn-every",
+        default="0",
+        help="mean seconds between one client's disconnects (exponentially distributed); "
+        "0 = off; a list sweeps (default 0)",
+    )
+    bench.add_argument(
+        "--churn-downtime",
+        default="1",
+        help="seconds a churning client stays away before reconnecting (default 1)",
+    )
+
+
+def add_deployment_options(bench: argparse.ArgumentParser) -> None:
+    """What serves the cells (started here, or --target) and where the load comes from."""
+    bench.add_argument(
+        "--target",
+        default=None,
+        metavar="URL",
+        help="measure a running server instead of starting one (it must speak the transports' "
+        "part of docs/protocol.md); --rate then only labels the cells",
+    )
+    bench.add_argument(
+        "--loadgen-workers",
+        default="0",
+        help="Locust workers from other machines that join each cell (start each with "
+        "`pushpull worker --master HOST:PORT`); 0 = none (default)",
+    )
+    bench.add_argument(
+        "--master-host",
+        default="127.0.0.1",
+        help="address Locust's master listens on for workers (default %(default)s)",
+    )
+    bench.add_argument(
+        "--master-port", default="5557", help="port of Locust's master (default %(default)s)"
+    )
+    bench.add_argument(
+        "--workers-wait",
+        default="60",
+        help="seconds a cell waits for all workers to join (default %(default)s)",
+    )
+    bench.add_argument(
+        "--server-procs",
+        default="1",
+        help="server processes sharing one event stream through --message-queue; "
+        "a list sweeps (default 1)",
+    )
+    bench.add_argument(
+        "--message-queue",
+        default=None,
+        metavar="URL",
+        help="Redis for the server processes, e.g. redis://127.0.0.1:6379/0; "
+        "a list with none compares (default: no queue)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pushpull.harness.sweep import run_sweep
+
+    status, run_dir = run_sweep(build_config(args), pin=not args.no_pin)
+    return finish(args, status, run_dir)
