@@ -16,13 +16,13 @@ from loadtests.recorder import Recorder
 from pushpull.core.intervals import PERCENTILES, latency_intervals
 from pushpull.core.records import expected_deliveries
 from pushpull.harness.capacity import CapacitySearch, capacity_range
-from pushpull.harness.cell import (
+from pushpull.harness.config import BenchConfig
+from pushpull.harness.figures import (
     CLIENT_BOUND_CPU_PERCENT,
     CLIENT_BOUND_LOOP_LAG_US,
     bound_reasons,
     process_summary,
 )
-from pushpull.harness.config import BenchConfig
 from pushpull.harness.validate import merged_percentile, synthetic_events
 
 # --- the client-bound rule ------------------------------------------------------------------
@@ -315,7 +315,8 @@ def test_a_client_that_misses_known_events_is_counted_exactly():
 
 
 def test_idle_baseline_and_marginal_cpu():
-    from pushpull.harness.cell import Snapshot, idle_cpu_share, process_cpu_s
+    from pushpull.harness.figures import process_cpu_s
+    from pushpull.harness.snapshots import Snapshot, idle_cpu_share
 
     before = Snapshot(t_ns=0, stats=[], cpu_s=1.000, rss_bytes=0, queue_cpu_s=2.0)
     after = Snapshot(t_ns=500_000_000, stats=[], cpu_s=1.002, rss_bytes=0, queue_cpu_s=2.0005)
@@ -367,9 +368,9 @@ def test_wilson_interval_of_a_proportion():
 
 
 def test_a_publisher_that_stopped_voids_the_cell():
-    """The rule behind a cell's 'the server's publisher stopped' failure (pushpull/harness/cell.py)."""
-    from pushpull.harness.cell import publisher_stalled
+    """The rule behind a cell's 'the server's publisher stopped' failure (pushpull/harness/figures.py)."""
     from pushpull.harness.config import Cell
+    from pushpull.harness.figures import publisher_stalled
 
     broadcast = Cell("websocket", 10, 4.0, None, None, 1, 1, "broadcast")
     chat = Cell("websocket", 10, 4.0, None, None, 1, 1, "chat")

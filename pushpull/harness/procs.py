@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -199,3 +200,29 @@ def request_json(
             return exc.code, json.loads(text)
         except ValueError:
             return exc.code, {"raw": text.decode(errors="replace")}
+
+
+def exit_text(process: Managed) -> str:
+    code = process.popen.returncode
+    return f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+
+
+def server_name(index: int, count: int) -> str:
+    return "server" if count == 1 else f"server {index + 1} of {count}"
+
+
+def sleep_until(
+    t_ns: int, tick: Callable[[float], None], locust: Managed, servers: list[Managed], phase: str
+) -> None:
+    """Sleep until t_ns, noticing within half a second a server or Locust that died."""
+    started = time.monotonic()
+    named = [(server_name(k, len(servers)), server) for k, server in enumerate(servers)]
+    while (left := (t_ns - time.time_ns()) / 1e9) > 0:
+        for name, process in [*named, ("Locust", locust)]:
+            if not process.alive():
+                raise HarnessError(
+                    f"{name} exited ({exit_text(process)}) {time.monotonic() - started:.0f} s "
+                    f"into the {phase}: {process.log_tail() or 'no log line'}"
+                )
+        tick(left)
+        time.sleep(min(left, 0.5))

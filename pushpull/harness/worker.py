@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from pushpull.harness.cell import LOCUSTFILE
 from pushpull.harness.config import UsageError
+from pushpull.harness.locust import LOCUSTFILE
 
 DEFAULT_MASTER_PORT = 5557
 
