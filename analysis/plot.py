@@ -62,54 +62,84 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
                 ),
                 key=lambda c: c["clients"],
             )
-            if not cells:
-                continue
-            x = [c["clients"] for c in cells]
-            for stat, marker in zip(("p50", "p99"), markers[key]):
-                y = [c["latency_us"][stat] / 1000 for c in cells]
-                ax.plot(x, y, linestyle=LINESTYLES[stat], color=color(key[0]), linewidth=1.8)
-                bars = [((c.get("latency_ci_us") or {}).get(stat), yi) for c, yi in zip(cells, y)]
-                if any(ci for ci, _ in bars):  # the 95% interval over events (docs/intervals.md)
-                    low = [yi - ci[0] / 1000 if ci else 0 for ci, yi in bars]
-                    high = [ci[1] / 1000 - yi if ci else 0 for ci, yi in bars]
-                    ax.errorbar(
-                        x, y, yerr=[[max(0, v) for v in low], [max(0, v) for v in high]],
-                        fmt="none", ecolor=color(key[0]), elinewidth=1.2, capsize=3, alpha=0.8,
-                    )  # fmt: skip
-                for xi, yi, c in zip(x, y, cells):
-                    bound = bool(c.get("client_bound"))
-                    any_bound |= bound
-                    ax.plot(
-                        [xi],
-                        [yi],
-                        marker=marker,
-                        markersize=7,
-                        color=color(key[0]),
-                        markerfacecolor="white" if bound else color(key[0]),
-                        markeredgewidth=1.6,
-                    )
+            if cells:
+                any_bound |= draw_series(ax, cells, key[0], markers[key])
         if floor:
-            ax.axhline(floor / 1000, color="#555555", linestyle=":", linewidth=1.4)
-            ax.annotate(
-                f"floor: half a websocket echo round trip ({floor:.0f} us)",
-                xy=(0.01, floor / 1000),
-                xycoords=("axes fraction", "data"),
-                xytext=(0, 4),
-                textcoords="offset points",
-                fontsize=8,
-                color="#555555",
-            )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("connected clients (log scale)")
-        ax.set_title(f"publish rate {rate:g} events/s", fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
-        ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
-        ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xticks(sorted({c["clients"] for c in run.points()}))
+            draw_floor(ax, floor)
+        format_clients_axes(ax, rate, sorted({c["clients"] for c in run.points()}))
     axes[0][0].set_ylabel("delivery latency (ms, log scale)")
+    handles = legend_handles(keys, markers, any_bound)
+    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8.5, framealpha=0.9)
+    fig.suptitle(
+        f"Delivery latency (publish to each client's receipt) vs clients\n{run.title_suffix()}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path = out / "latency_vs_clients.png"
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def draw_series(ax, cells: list[dict], transport: str, markers: tuple[str, str]) -> bool:
+    """One series' p50 and p99 lines with their intervals and markers (hollow where the load
+    generator was the bottleneck); whether any of its points was client-bound."""
+    x = [c["clients"] for c in cells]
+    any_bound = False
+    for stat, marker in zip(("p50", "p99"), markers):
+        y = [c["latency_us"][stat] / 1000 for c in cells]
+        ax.plot(x, y, linestyle=LINESTYLES[stat], color=color(transport), linewidth=1.8)
+        bars = [((c.get("latency_ci_us") or {}).get(stat), yi) for c, yi in zip(cells, y)]
+        if any(ci for ci, _ in bars):  # the 95% interval over events (docs/intervals.md)
+            low = [yi - ci[0] / 1000 if ci else 0 for ci, yi in bars]
+            high = [ci[1] / 1000 - yi if ci else 0 for ci, yi in bars]
+            ax.errorbar(
+                x, y, yerr=[[max(0, v) for v in low], [max(0, v) for v in high]],
+                fmt="none", ecolor=color(transport), elinewidth=1.2, capsize=3, alpha=0.8,
+            )  # fmt: skip
+        for xi, yi, c in zip(x, y, cells):
+            bound = bool(c.get("client_bound"))
+            any_bound |= bound
+            ax.plot(
+                [xi],
+                [yi],
+                marker=marker,
+                markersize=7,
+                color=color(transport),
+                markerfacecolor="white" if bound else color(transport),
+                markeredgewidth=1.6,
+            )
+    return any_bound
+
+
+def draw_floor(ax, floor_us: float) -> None:
+    """The floor: half a websocket echo round trip on this machine (manifest "floor")."""
+    ax.axhline(floor_us / 1000, color="#555555", linestyle=":", linewidth=1.4)
+    ax.annotate(
+        f"floor: half a websocket echo round trip ({floor_us:.0f} us)",
+        xy=(0.01, floor_us / 1000),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 4),
+        textcoords="offset points",
+        fontsize=8,
+        color="#555555",
+    )
+
+
+def format_clients_axes(ax, rate: float, client_counts: list[int]) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("connected clients (log scale)")
+    ax.set_title(f"publish rate {rate:g} events/s", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.xaxis.set_major_formatter(FuncFormatter(plain_number))
+    ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(client_counts)
+
+
+def legend_handles(keys: list[tuple], markers: dict, any_bound: bool) -> list[Line2D]:
     handles = [
         Line2D(
             [], [], color=color(k[0]), linewidth=2.5, marker=markers[k][0], label=series_label(k)
@@ -142,16 +172,7 @@ def plot_latency_vs_clients(run: Run, out: Path) -> Path:
                 label="hollow: client-bound (load generator saturated)",
             )
         )
-    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8.5, framealpha=0.9)
-    fig.suptitle(
-        f"Delivery latency (publish to each client's receipt) vs clients\n{run.title_suffix()}",
-        fontsize=11,
-    )
-    fig.tight_layout()
-    path = out / "latency_vs_clients.png"
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return handles
 
 
 def percentile_spectrum(histogram) -> tuple[list[float], list[float]]:

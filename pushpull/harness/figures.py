@@ -126,12 +126,83 @@ def summarize(
 ) -> dict:
     """The cell's figures; those in `unavailable` (a target's missing endpoints) are null."""
     unavailable = unavailable or {}
+    clock = clock_offset(merged["processes"])
+    if "clock_offset_us" in unavailable:
+        clock = {"offset": None, "uncertainty": None, "per_process": clock["per_process"]}
+    return CellSummary(
+        **cell_identity(config, cell, window),
+        **delivery_figures(merged, published),
+        **server_cost(cell, merged, idle, start, end, idle_start, idle_end),
+        **loadgen_figures(cell, merged),
+        clock_offset_us=clock,
+        queue=queue,
+        publisher_lag_us=publisher_lag(published),
+        target=config.target,
+        unavailable=unavailable or None,
+        **churn_figures(cell, merged, published),
+    ).to_json()
+
+
+def cell_identity(config: BenchConfig, cell: Cell, window: dict) -> dict:
+    """What was measured: the cell's point in the sweep and its window."""
+    return {
+        "transport": cell.transport,
+        "role": cell.spec.role,
+        "clients": cell.clients,
+        "rate": cell.rate,
+        "poll_interval": cell.poll_interval,
+        "client": cell.client,
+        "repeat": cell.repeat,
+        "scenario": cell.scenario,
+        "payload_bytes": cell.payload_bytes,
+        "duration_s": config.duration,
+        "name": cell.name,
+        "window": {"start_ns": window["start_ns"], "end_ns": window["end_ns"]},
+        "loadgen_procs": cell.loadgen_procs,
+        "loadgen_workers": cell.loadgen_workers,
+        "server_procs": cell.server_procs,
+        "message_queue": None if cell.message_queue is None else redacted(cell.message_queue),
+    }
+
+
+def delivery_figures(merged: dict, published: dict | None) -> dict:
+    """What was owed and what arrived, and how late (per recipient)."""
     received = merged["received"]
     expected = None
     if published is not None:
         expected = expected_deliveries(
             merged["segments"], published["first_seq"], published["last_seq"]
         )
+    hist = merged["histograms"]
+    return {
+        "sent": merged["sent"],
+        "clients_connected": merged["clients_at_window_start"],
+        "latency_us": latency_summary(hist["latency"]),
+        "latency_ci_us": latency_intervals(merged["per_event"]),
+        "latency_from_schedule_us": latency_summary(hist["from_schedule"]),
+        "warmup_latency_us": latency_summary(hist["warmup"]),
+        "published": published["count"] if published is not None else None,
+        "expected": expected,
+        "received": received,
+        "lost": expected - received if expected is not None else None,
+        "duplicates": merged["duplicates"],
+        "reordered": merged["reordered"],
+        "errors": merged["errors"],
+    }
+
+
+def server_cost(
+    cell: Cell,
+    merged: dict,
+    idle: Snapshot,
+    start: Snapshot,
+    end: Snapshot,
+    idle_start: Snapshot | None,
+    idle_end: Snapshot | None,
+) -> dict:
+    """The server side's cost in the window: requests, bytes, CPU (the queue's Redis included,
+    and with the idle baseline subtracted), memory, per delivery."""
+    received = merged["received"]
     wall_s = (end.t_ns - start.t_ns) / 1e9
     queue_cpu_s = None
     if end.queue_cpu_s is not None and start.queue_cpu_s is not None:
@@ -147,88 +218,63 @@ def summarize(
     requests = end.total("requests") - start.total("requests") if stats else None
     bytes_out = end.total("bytes_written") - start.total("bytes_written") if stats else None
     bytes_in = end.total("bytes_read") - start.total("bytes_read") if stats else None
-    per_process = [process_cpu_percent(p) for p in merged["processes"]]
-    loadgen_cpu_s = sum(process_cpu_s(p["cpu"]) for p in merged["processes"] if p["cpu"])
-    loop_lag = latency_summary(merged["histograms"]["loop_lag"])
     polls = merged["polls"]
-    lags = sorted(published["publisher_lag_us"]) if published is not None else []
     counts_requests = cell.spec.counts_requests and requests is not None
     rss_growth = None
     if start.rss_bytes is not None and idle.rss_bytes is not None:
         rss_growth = start.rss_bytes - idle.rss_bytes
-    clock = clock_offset(merged["processes"])
-    if "clock_offset_us" in unavailable:
-        clock = {"offset": None, "uncertainty": None, "per_process": clock["per_process"]}
-    return CellSummary(
-        transport=cell.transport,
-        role=cell.spec.role,
-        clients=cell.clients,
-        rate=cell.rate,
-        poll_interval=cell.poll_interval,
-        client=cell.client,
-        repeat=cell.repeat,
-        scenario=cell.scenario,
-        payload_bytes=cell.payload_bytes,
-        sent=merged["sent"],
-        duration_s=config.duration,
-        name=cell.name,
-        window={"start_ns": window["start_ns"], "end_ns": window["end_ns"]},
-        clients_connected=merged["clients_at_window_start"],
-        latency_us=latency_summary(merged["histograms"]["latency"]),
-        latency_ci_us=latency_intervals(merged["per_event"]),
-        latency_from_schedule_us=latency_summary(merged["histograms"]["from_schedule"]),
-        warmup_latency_us=latency_summary(merged["histograms"]["warmup"]),
-        published=published["count"] if published is not None else None,
-        expected=expected,
-        received=received,
-        lost=expected - received if expected is not None else None,
-        duplicates=merged["duplicates"],
-        reordered=merged["reordered"],
-        errors=merged["errors"],
-        requests=requests if counts_requests else None,
-        requests_per_delivery=per(requests, received) if counts_requests else None,
-        empty_poll_share=per(merged["empty_polls"], polls) if polls else None,
-        bytes_per_delivery=per(bytes_out + bytes_in, received) if stats else None,
-        bytes_out_per_delivery=per(bytes_out, received),
-        server_cpu_us_per_delivery=per(server_cpu_s, received, 1e6),
-        server_cpu_percent=(
+    return {
+        "requests": requests if counts_requests else None,
+        "requests_per_delivery": per(requests, received) if counts_requests else None,
+        "empty_poll_share": per(merged["empty_polls"], polls) if polls else None,
+        "bytes_per_delivery": per(bytes_out + bytes_in, received) if stats else None,
+        "bytes_out_per_delivery": per(bytes_out, received),
+        "server_cpu_us_per_delivery": per(server_cpu_s, received, 1e6),
+        "server_cpu_percent": (
             round(100 * server_cpu_s / wall_s, 1)
             if server_cpu_s is not None and wall_s > 0
             else None
         ),
-        server_rss_bytes=end.rss_bytes,
-        server_rss_per_client_bytes=per(rss_growth, cell.clients),
-        loadgen_cpu_percent=round(sum(p for p in per_process if p is not None), 1),
-        loadgen_cpu_percent_per_process=per_process,
-        loadgen_cpu_us_per_delivery=per(loadgen_cpu_s, received, 1e6),
-        loadgen_procs=cell.loadgen_procs,
-        loadgen_workers=cell.loadgen_workers,
-        loadgen_processes=[process_summary(p) for p in merged["processes"]],
-        loadgen_loop_lag_us={k: loop_lag[k] for k in ("p50", "p99", "max")},
-        client_bound=bool(bound_reasons(per_process, loop_lag)),
-        client_bound_reasons=bound_reasons(per_process, loop_lag),
-        clock_offset_us=clock,
-        server_cpu_source=end.cpu_source,
-        server_idle_cpu_percent=None if idle_cpu is None else round(100 * idle_cpu, 2),
-        server_marginal_cpu_us_per_delivery=per(marginal_cpu_s, received, 1e6),
-        server_procs=cell.server_procs,
-        message_queue=None if cell.message_queue is None else redacted(cell.message_queue),
-        queue=queue,
-        queue_cpu_us_per_delivery=per(queue_cpu_s, received, 1e6),
-        queue_cpu_share=(
+        "server_rss_bytes": end.rss_bytes,
+        "server_rss_per_client_bytes": per(rss_growth, cell.clients),
+        "server_cpu_source": end.cpu_source,
+        "server_idle_cpu_percent": None if idle_cpu is None else round(100 * idle_cpu, 2),
+        "server_marginal_cpu_us_per_delivery": per(marginal_cpu_s, received, 1e6),
+        "queue_cpu_us_per_delivery": per(queue_cpu_s, received, 1e6),
+        "queue_cpu_share": (
             round(queue_cpu_s / server_cpu_s, 3)
             if queue_cpu_s is not None and server_cpu_s
             else None
         ),
-        publisher_lag_us={
-            "p50": lags[len(lags) // 2] if lags else None,
-            "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
-            "max": lags[-1] if lags else None,
-        },
-        target=config.target,
-        unavailable=unavailable or None,
-        **churn_figures(cell, merged, published),
-    ).to_json()
+    }
+
+
+def loadgen_figures(cell: Cell, merged: dict) -> dict:
+    """The load generator's own cost, and whether it was the bottleneck (then the figures
+    describe the client, not the server)."""
+    per_process = [process_cpu_percent(p) for p in merged["processes"]]
+    loadgen_cpu_s = sum(process_cpu_s(p["cpu"]) for p in merged["processes"] if p["cpu"])
+    loop_lag = latency_summary(merged["histograms"]["loop_lag"])
+    reasons = bound_reasons(per_process, loop_lag)
+    return {
+        "loadgen_cpu_percent": round(sum(p for p in per_process if p is not None), 1),
+        "loadgen_cpu_percent_per_process": per_process,
+        "loadgen_cpu_us_per_delivery": per(loadgen_cpu_s, merged["received"], 1e6),
+        "loadgen_processes": [process_summary(p) for p in merged["processes"]],
+        "loadgen_loop_lag_us": {k: loop_lag[k] for k in ("p50", "p99", "max")},
+        "client_bound": bool(reasons),
+        "client_bound_reasons": reasons,
+    }
+
+
+def publisher_lag(published: dict | None) -> dict:
+    """How late the server's publisher ticked against its schedule (us)."""
+    lags = sorted(published["publisher_lag_us"]) if published is not None else []
+    return {
+        "p50": lags[len(lags) // 2] if lags else None,
+        "p99": lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None,
+        "max": lags[-1] if lags else None,
+    }
 
 
 def churn_figures(cell: Cell, merged: dict, published: dict | None) -> dict:

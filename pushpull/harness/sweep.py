@@ -202,67 +202,20 @@ def run_cells(
 
 
 def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare, on_failure, lock):
-    placement = cpu_placement(pin)
-    run_dir = new_run_dir(config.out).resolve()
-    lock.describe(run_dir, command)
-    point_latest(run_dir)
-    cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
-    manifest = build_manifest(config.to_json(), placement)
-    manifest["command"] = command
-    manifest["concurrent_with"] = lock.concurrent_with  # another run measuring at the same time
-    manifest["message_queue"] = config.queue_info or None  # URL without credentials, Redis version
-    manifest.update(extra_manifest or {})
-    write_json(run_dir / "manifest.json", manifest)
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        "run": run_dir.name,
-        "complete": False,
-        "interrupted": False,
-        "error": None,
-        "cells": [],
-        "failed": [],
-        "concurrent_with": lock.concurrent_with,
-    }
-    write_json(run_dir / "summary.json", summary)
+    run_dir, cpus, manifest, summary = open_run(config, pin, command, extra_manifest, lock)
     if prepare is not None:
         prepare(run_dir)
     progress = Progress(planned, config)
-    if planned is not None:
-        estimate = sum(config.estimated_cell_s(c) for c in planned)
-        print(
-            f"pushpull: {len(planned)} cell(s), about {format_duration(estimate)}; results in {run_dir}",
-            flush=True,
-        )
-    else:
-        print(f"pushpull: results in {run_dir}", flush=True)
+    announce(config, planned, run_dir)
     previous_term = signal.signal(signal.SIGTERM, raise_interrupt)
     previous_hup = signal.signal(signal.SIGHUP, raise_interrupt)  # a closed terminal: the same
     status = 0
     try:
         manifest["floor"] = measure_floor(run_dir, cpus)
         write_json(run_dir / "manifest.json", manifest)
-        while (cell := next_cell(summary["cells"])) is not None:
-            progress.start(len(summary["cells"]) + len(summary["failed"]) + 1, cell)
-            check_free_space(run_dir)
-            try:
-                cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
-            except OutputError:
-                raise
-            except HarnessError as exc:  # this cell failed; its files stay, the sweep goes on
-                summary["failed"].append({**cell.as_dict(), "name": cell.name, "reason": str(exc)})
-                write_json(run_dir / "summary.json", summary)
-                progress.failed(cell)
-                print(f"pushpull {command}: error: cell {cell.name}: {exc}", file=sys.stderr)
-                if on_failure is not None:
-                    on_failure(cell, str(exc))
-                continue
-            summary["cells"].append(cell_summary)
-            write_json(run_dir / "summary.json", summary)
-            if cell.loadgen_workers:  # where the workers ran, and their clocks
-                workers = manifest.setdefault("loadgen_workers", {})
-                workers[cell.name] = cell_summary["loadgen_processes"]
-                write_json(run_dir / "manifest.json", manifest)
-            progress.done(cell, f"{cell.label()}: {result_line(cell_summary)}")
+        measure_cells(
+            config, next_cell, command, on_failure, run_dir, cpus, manifest, summary, progress
+        )
         summary["complete"] = True
         status = 1 if summary["failed"] else 0
     except KeyboardInterrupt:
@@ -299,3 +252,70 @@ def _run_cells(config, pin, next_cell, planned, command, extra_manifest, prepare
         except OSError:
             pass  # the disk is full: the summary written after the last cell stays valid
     return status, run_dir
+
+
+def open_run(config, pin, command, extra_manifest, lock) -> tuple[Path, dict, dict, dict]:
+    """The run folder (results/latest points at it), its manifest and its empty summary."""
+    placement = cpu_placement(pin)
+    run_dir = new_run_dir(config.out).resolve()
+    lock.describe(run_dir, command)
+    point_latest(run_dir)
+    cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
+    manifest = build_manifest(config.to_json(), placement)
+    manifest["command"] = command
+    manifest["concurrent_with"] = lock.concurrent_with  # another run measuring at the same time
+    manifest["message_queue"] = config.queue_info or None  # URL without credentials, Redis version
+    manifest.update(extra_manifest or {})
+    write_json(run_dir / "manifest.json", manifest)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "run": run_dir.name,
+        "complete": False,
+        "interrupted": False,
+        "error": None,
+        "cells": [],
+        "failed": [],
+        "concurrent_with": lock.concurrent_with,
+    }
+    write_json(run_dir / "summary.json", summary)
+    return run_dir, cpus, manifest, summary
+
+
+def announce(config: BenchConfig, planned: list[Cell] | None, run_dir: Path) -> None:
+    if planned is not None:
+        estimate = sum(config.estimated_cell_s(c) for c in planned)
+        print(
+            f"pushpull: {len(planned)} cell(s), about {format_duration(estimate)}; results in {run_dir}",
+            flush=True,
+        )
+    else:
+        print(f"pushpull: results in {run_dir}", flush=True)
+
+
+def measure_cells(
+    config, next_cell, command, on_failure, run_dir, cpus, manifest, summary, progress
+):
+    """Each cell in turn; the summary is rewritten after every one, so a crash or Ctrl-C
+    loses nothing already measured. A failed cell is recorded and the sweep goes on."""
+    while (cell := next_cell(summary["cells"])) is not None:
+        progress.start(len(summary["cells"]) + len(summary["failed"]) + 1, cell)
+        check_free_space(run_dir)
+        try:
+            cell_summary = run_cell(config, cell, run_dir / cell.name, cpus, progress.tick)
+        except OutputError:
+            raise
+        except HarnessError as exc:  # this cell failed; its files stay, the sweep goes on
+            summary["failed"].append({**cell.as_dict(), "name": cell.name, "reason": str(exc)})
+            write_json(run_dir / "summary.json", summary)
+            progress.failed(cell)
+            print(f"pushpull {command}: error: cell {cell.name}: {exc}", file=sys.stderr)
+            if on_failure is not None:
+                on_failure(cell, str(exc))
+            continue
+        summary["cells"].append(cell_summary)
+        write_json(run_dir / "summary.json", summary)
+        if cell.loadgen_workers:  # where the workers ran, and their clocks
+            workers = manifest.setdefault("loadgen_workers", {})
+            workers[cell.name] = cell_summary["loadgen_processes"]
+            write_json(run_dir / "manifest.json", manifest)
+        progress.done(cell, f"{cell.label()}: {result_line(cell_summary)}")
