@@ -27,50 +27,20 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import gevent
 from flask import Flask, Response, jsonify, send_from_directory
-from werkzeug.exceptions import HTTPException
 
 from servers import longpoll, push, websocket
-from servers.common import (
-    MAX_BODY_BYTES,
-    BadRequest,
-    Counters,
-    EventLog,
-    counting,
-    json_error,
-    parse_json_object,
-    rate_value,
-    run_publisher,
-    serve,
-    server_arguments,
-)
+from servers.arguments import rate_value, server_arguments
+from servers.events import EventLog, Ticker
+from servers.routes import BadRequest, flask_app, json_error, parse_json_object
+from servers.serve import run
+from servers.stats import Counters
 
 PROG = "servers.demo"
 STATIC = Path(__file__).resolve().parent / "demo_static"
 MAX_DEMO_RATE = 50.0
 SOCKETIO_CLIENT_FILES = ("socket.io.min.js", "socket.io.min.js.map")
 COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
-
-
-class Ticker:
-    """The server's own publisher (servers.common.run_publisher), restartable at a new rate."""
-
-    def __init__(self, log: EventLog, rate: float, pad: str) -> None:
-        self.log, self.pad = log, pad
-        self.rate = 0.0
-        self.greenlet: gevent.Greenlet | None = None
-        self.set_rate(rate)
-
-    def set_rate(self, rate: float) -> None:
-        if self.greenlet is not None:
-            self.greenlet.kill()
-        self.rate = rate
-        self.greenlet = gevent.spawn(run_publisher, self.log, rate, self.pad)
-
-    def stop(self) -> None:
-        if self.greenlet is not None:
-            self.greenlet.kill()
 
 
 def demo_rate(value: object) -> float:
@@ -87,14 +57,18 @@ def page_app(
 ) -> Flask:
     """The page, its static files, socket.io-client (served from node_modules), the pane list
     and the ticker's rate."""
-    app = Flask(__name__, static_folder=str(STATIC), static_url_path="/demo/static")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    return flask_app(
+        __name__,
+        counters,
+        lambda app: add_page_routes(app, transports, socketio_client, ticker),
+        static_folder=str(STATIC),
+        static_url_path="/demo/static",
+    )
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        return json_error(exc.code or 500, exc.description or exc.name)
 
+def add_page_routes(
+    app: Flask, transports: list[dict], socketio_client: Path, ticker: Ticker
+) -> None:
     @app.get("/")
     def index() -> Response:
         response = send_from_directory(STATIC, "index.html")
@@ -116,9 +90,6 @@ def page_app(
         rate = demo_rate(parse_json_object().get("rate"))
         ticker.set_rate(rate)
         return jsonify(rate=rate)
-
-    app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
-    return app
 
 
 def router(push_app: Callable, ws_app: Callable, rest_app: Callable, page: Callable) -> Callable:
@@ -173,7 +144,8 @@ def socketio_client_dir(text: str) -> Path:
     return path.resolve()
 
 
-def main(argv: list[str] | None = None) -> None:
+def demo_arguments() -> argparse.ArgumentParser:
+    """The common arguments, --port 8000 and --rate bounded for the page, and the panes."""
     parser = server_arguments(PROG, "The demo page and every transport on one event log.")
     parser.set_defaults(port=8000)
     rate = parser._option_string_actions["--rate"]  # the common --rate, bounded for the page
@@ -194,22 +166,25 @@ def main(argv: list[str] | None = None) -> None:
         metavar="DIR",
         help="the dist folder of the npm package socket.io-client (served to the page)",
     )
+    return parser
+
+
+def demo_app(args: argparse.Namespace, log: EventLog, counters: Counters, ticker: Ticker):
+    """The push, plain WebSocket and REST apps on one event log, and the page, behind the router
+    (the ticker publishes, at a rate the page may change)."""
+    push_app = push.create_app(log, counters, origins=args.allow_origin)
+    ws_app = websocket.create_app(log, counters, origins=args.allow_origin)
+    rest = longpoll.create_app(log, counters)
+    page = page_app(args.transports, args.socketio_client, ticker, counters)
+    return router(push_app, ws_app, rest, page)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = demo_arguments()
     args = parser.parse_args(argv)
     if getattr(args, "message_queue", None):
         parser.error("--message-queue: the demo is one process on one event log")
-    log, counters = EventLog(args.retain_events, args.retain_bytes), Counters()
-    apps = push.create_app(log, counters), websocket.create_app(log, counters)
-    for app in apps:
-        app.config["ALLOWED_ORIGINS"] = list(args.allow_origin)
-    rest = longpoll.create_app(log, counters)
-    ticker = Ticker(log, args.rate, "x" * args.payload_bytes)
-    page = page_app(args.transports, args.socketio_client, ticker, counters)
-    # serve() starts a publisher at --rate; here the ticker publishes (its rate can change)
-    served = argparse.Namespace(**{**vars(args), "rate": 0.0})
-    try:
-        serve(PROG, served, router(*apps, rest, page), log, counters)
-    finally:
-        ticker.stop()
+    run(PROG, args, lambda log, counters, _queue, ticker: demo_app(args, log, counters, ticker))
 
 
 if __name__ == "__main__":

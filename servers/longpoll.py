@@ -14,36 +14,42 @@ import servers.patching  # noqa: F401 - first: gevent monkey-patching with --mes
 # isort: split
 import contextlib
 import json
-import os
 import socket
+from collections.abc import Iterable, Iterator
 
-import gevent
 from flask import Flask, Response, request
 
-from servers.common import (
-    SLOW_CLIENT_BYTES,
-    BadRequest,
-    Counters,
-    EventLog,
-    Unpublishable,
-    add_common_routes,
-    counting,
-    main_of,
-    parse_float_arg,
-    parse_int_arg,
-    parse_json_object,
-)
+from servers import serve
+from servers.clients import SLOW_CLIENT_BYTES, resume_point, resume_seq, watch_slow_clients, welcome
+from servers.events import EventLog
+from servers.messages import Unpublishable
 from servers.queue import Queue
+from servers.routes import BadRequest, parse_float_arg, parse_json_object, server_app
+from servers.stats import Counters
 
 NAME = "longpoll"
 MAX_POLL_TIMEOUT_S = 60.0
 SSE_KEEPALIVE_S = 15.0
 
 
-def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) -> Flask:
-    app = Flask(__name__)
-    add_common_routes(app, NAME, log, counters, queue)
-    pid = os.getpid()
+def create_app(
+    log: EventLog, counters: Counters, queue: Queue | None = None, origins: Iterable[str] = ()
+) -> Flask:
+    streams = Streams(log, counters)
+    return server_app(
+        __name__,
+        NAME,
+        log,
+        counters,
+        queue,
+        origins,
+        lambda app: add_poll_routes(app, log, counters),
+        lambda app: add_stream_route(app, streams),
+    )
+
+
+def add_poll_routes(app: Flask, log: EventLog, counters: Counters) -> None:
+    """GET /events (long and short polls) and POST /messages."""
 
     def events_response(events: list[str], truncated: bool) -> Response:
         # Events are kept as JSON text, so a response is a join, not a re-encode per poller.
@@ -54,11 +60,13 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
 
     @app.get("/events")
     def events() -> Response:
-        after = parse_int_arg("after", default=None, minimum=0)
+        after = request.args.get("after")
+        if after is not None:  # its form is checked before the timeout, its value after
+            after = resume_seq(after, "after", text=True)
         timeout = parse_float_arg("timeout", default=0.0, minimum=0.0, maximum=MAX_POLL_TIMEOUT_S)
         if after is None:
             return events_response([], False)
-        log.check_after(after, "after")
+        resume_point(log, after, "after")
         found, truncated = log.since(after)
         if not found and timeout > 0:
             counters.clients += 1
@@ -78,38 +86,49 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
             raise BadRequest(str(exc)) from None
         return Response(json.dumps({"seq": event["seq"]}), mimetype="application/json"), 201
 
+
+def add_stream_route(app: Flask, streams: Streams) -> None:
+    """GET /stream: Server-Sent Events, resumed after a `Last-Event-ID`."""
+
     @app.get("/stream")
     def stream() -> Response:
         resume = request.headers.get("Last-Event-ID")
         if resume is None:
-            cursor = log.last_seq
+            cursor = streams.log.last_seq
         else:
-            try:
-                cursor = int(resume)
-            except ValueError:
-                raise BadRequest(f"Last-Event-ID must be an integer, got {resume!r}") from None
-            if cursor < 0:
-                raise BadRequest(f"Last-Event-ID must be >= 0, got {cursor}")
-            log.check_after(cursor, "Last-Event-ID")
+            cursor = resume_point(streams.log, resume, "Last-Event-ID", text=True)
         return Response(
-            sse_messages(cursor, request_socket(request.environ)),
+            streams.messages(cursor, request_socket(request.environ)),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    streams: dict[int, list] = {}  # id -> [last seq written to the client, its socket]
 
-    def sse_messages(cursor: int, sock):
+class Streams:
+    """The open SSE streams: each one's messages, and the watchdog that cuts (and counts) a
+    stream whose client has not taken SLOW_CLIENT_BYTES of events (its write is blocked)."""
+
+    def __init__(self, log: EventLog, counters: Counters) -> None:
+        self.log, self.counters = log, counters
+        self.open: dict[int, list] = {}  # id -> [last seq written to the client, its socket]
+        watch_slow_clients(log, self.drop_over)
+
+    def messages(self, cursor: int, sock) -> Iterator[str]:
+        """The welcome, the events after `cursor` (a resume's replay first), then every later
+        event as it is published, with a keep-alive comment every SSE_KEEPALIVE_S of quiet."""
+        log, counters = self.log, self.counters
         counters.clients += 1
         state = [cursor, sock]
-        streams[id(state)] = state
+        self.open[id(state)] = state
         try:
-            welcome = {"last_seq": cursor, "head": log.last_seq, "pid": pid}
-            if log.truncated(cursor):  # a resume asking for events no longer retained
-                welcome["truncated"] = True
-            welcome = json.dumps(welcome)
-            yield f"event: welcome\ndata: {welcome}\n\n"
+            message, found = welcome(log, cursor)
+            cursor = message["head"]
+            yield f"event: welcome\ndata: {json.dumps(message)}\n\n"
             while True:
+                if found:
+                    counters.events_sent += len(found)
+                    yield "".join(f"id: {seq_of(text)}\ndata: {text}\n\n" for text in found)
+                    state[0] = cursor  # the write returned: the client took it
                 found, _ = log.since(cursor)
                 if not found:
                     log.wait(SSE_KEEPALIVE_S)
@@ -118,32 +137,18 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
                         yield ": keepalive\n\n"
                         continue
                 cursor = log.last_seq
-                counters.events_sent += len(found)
-                yield "".join(f"id: {seq_of(text)}\ndata: {text}\n\n" for text in found)
-                state[0] = cursor  # the write returned: the client took it
         finally:
-            streams.pop(id(state), None)
+            self.open.pop(id(state), None)
             counters.clients -= 1
 
-    def drop_slow_streams() -> None:
-        """Twice a second: a stream whose client has not taken SLOW_CLIENT_BYTES of events
-        (its write is blocked) is cut and counted; its greenlet then ends."""
-        while True:
-            gevent.sleep(0.5)
-            if not log.last_seq:
-                continue
-            limit = max(16, SLOW_CLIENT_BYTES // len(log.newest_json()))
-            for key, (written, sock) in list(streams.items()):
-                if sock is not None and log.last_seq - written > limit:
-                    streams.pop(key, None)
-                    counters.dropped_slow_clients += 1
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-
-    gevent.spawn(drop_slow_streams)
-
-    app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
-    return app
+    def drop_over(self, limit: int) -> None:
+        """Cut every stream more than `limit` events behind; its greenlet then ends."""
+        for key, (written, sock) in list(self.open.items()):
+            if sock is not None and self.log.last_seq - written > limit:
+                self.open.pop(key, None)
+                self.counters.dropped_slow_clients += 1
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def at_most(texts: list[str], limit: int) -> list[str]:
@@ -172,7 +177,7 @@ def seq_of(event_json: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    main_of(
+    serve.main(
         "servers.longpoll",
         "Flask REST polling server (long-poll, short-poll and SSE).",
         create_app,

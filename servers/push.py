@@ -14,43 +14,58 @@ import servers.patching  # noqa: F401 - first: gevent monkey-patching with --mes
 
 # isort: split
 import json
-import os
+from collections.abc import Iterable
 
-import gevent
 import socketio
 from flask import Flask, request
 from flask_socketio import SocketIO
 from socketio import packet
 
+from servers import serve
+from servers.clients import origin_allowed, resume_point, watch_slow_clients, welcome
 from servers.clock import now_ns
-from servers.common import (
-    MAX_BODY_BYTES,
-    SLOW_CLIENT_BYTES,
-    BadRequest,
-    Counters,
-    EventLog,
-    SocketIOJSON,
-    Unpublishable,
-    add_common_routes,
-    counting,
-    main_of,
-    origin_allowed,
-    strict_json,
-)
+from servers.events import EventLog
+from servers.messages import MAX_BODY_BYTES, SocketIOJSON, Unpublishable, strict_json
 from servers.queue import Queue, event_text, log_schedule, make_event
+from servers.routes import BadRequest, server_app
+from servers.stats import Counters
 
 NAME = "push"
 
 
-def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) -> Flask:
-    app = Flask(__name__)
-    add_common_routes(app, NAME, log, counters, queue)
+def create_app(
+    log: EventLog, counters: Counters, queue: Queue | None = None, origins: Iterable[str] = ()
+) -> Flask:
+    return server_app(
+        __name__,
+        NAME,
+        log,
+        counters,
+        queue,
+        origins,
+        lambda app: add_socketio(app, log, counters, queue),
+    )
+
+
+def add_socketio(app: Flask, log: EventLog, counters: Counters, queue: Queue | None) -> SocketIO:
+    """Flask-SocketIO on `app`: its server, the fan-out of every event, the slow-client
+    watchdog, the check of resume points and the event handlers."""
+    socketio = socketio_server(app, log, counters, queue)
+    fan_out(socketio, log, counters, queue)
+    slow = SlowClients(socketio.server, counters)
+    watch_slow_clients(log, slow.drop_over)
+    refuse_bad_resume_points(socketio.server, log)
+    add_handlers(socketio, log, counters, slow)
+    return socketio
+
+
+def socketio_server(app: Flask, log: EventLog, counters: Counters, queue: Queue | None) -> SocketIO:
     queue_options = {}
     if (
         queue is not None
     ):  # Flask-SocketIO's message queue on Redis, each event applied as it passes
         queue_options["client_manager"] = EventLogRedisManager(queue, log, counters)
-    socketio = SocketIO(
+    return SocketIO(
         app,
         **queue_options,
         async_mode="gevent",
@@ -65,7 +80,11 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
         logger=False,
         engineio_logger=False,
     )
-    pid = os.getpid()
+
+
+def fan_out(socketio: SocketIO, log: EventLog, counters: Counters, queue: Queue | None) -> None:
+    """Every event to every client as `response`: from the event log's listener, or with a
+    queue through Flask-SocketIO's message queue (which this process's log also listens to)."""
 
     def broadcast(event: dict) -> None:
         # One encode, then one send per client (python-socketio encodes a broadcast once).
@@ -74,38 +93,44 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
 
     if queue is None:
         log.listeners.append(broadcast)
-    else:
-        log.bus = SocketIOBus(queue, lambda event: socketio.emit("response", event))
-        log.last_seq = queue.last_seq()  # the stream may have begun before this process
-        # Listen to the queue from the start, not from the first client's connect (python-socketio
-        # starts its manager lazily): this process's log must see every event.
-        socketio.server.manager_initialized = True
-        socketio.server.manager.initialize()
+        return
+    log.bus = SocketIOBus(queue, lambda event: socketio.emit("response", event))
+    log.last_seq = queue.last_seq()  # the stream may have begun before this process
+    # Listen to the queue from the start, not from the first client's connect (python-socketio
+    # starts its manager lazily): this process's log must see every event.
+    socketio.server.manager_initialized = True
+    socketio.server.manager.initialize()
 
-    replaying: dict[str, int] = {}  # Engine.IO sid -> events replayed, not held against it
 
-    def drop_slow_clients() -> None:
-        """Twice a second, off the fan-out path: a client whose Engine.IO queue holds more than
-        SLOW_CLIENT_BYTES of events (it stopped reading) is disconnected and counted; a resumed
-        client's replay is counted on top of that until its queue is back under the bound."""
-        while True:
-            gevent.sleep(0.5)
-            if not log.last_seq:
-                continue
-            limit = max(16, SLOW_CLIENT_BYTES // len(log.newest_json()))
-            sockets = socketio.server.eio.sockets
-            for gone in replaying.keys() - sockets.keys():
-                del replaying[gone]
-            for eio_sid, eio_socket in list(sockets.items()):
-                queued = eio_socket.queue.qsize()
-                if queued <= limit:
-                    replaying.pop(eio_sid, None)
-                elif not eio_socket.closed and queued > limit + replaying.get(eio_sid, 0):
-                    eio_socket.close(wait=False, abort=True)
-                    counters.dropped_slow_clients += 1
+class SlowClients:
+    """A client whose Engine.IO queue holds more than SLOW_CLIENT_BYTES of events (it stopped
+    reading) is disconnected and counted; a resumed client's replay is counted on top of that
+    until its queue is back under the bound."""
 
-    gevent.spawn(drop_slow_clients)
-    refuse_bad_resume_points(socketio.server, log)
+    def __init__(self, server: socketio.Server, counters: Counters) -> None:
+        self.server, self.counters = server, counters
+        self.replaying: dict[str, int] = {}  # Engine.IO sid -> events replayed, not held against it
+
+    def replayed(self, sid: str, count: int) -> None:
+        """The client `sid` (Socket.IO's) was just sent a replay of `count` events."""
+        self.replaying[self.server.manager.eio_sid_from_sid(sid, "/")] = count
+
+    def drop_over(self, limit: int) -> None:
+        """Drop every client with more than `limit` events queued (beyond its replay)."""
+        sockets = self.server.eio.sockets
+        for gone in self.replaying.keys() - sockets.keys():
+            del self.replaying[gone]
+        for eio_sid, eio_socket in list(sockets.items()):
+            queued = eio_socket.queue.qsize()
+            if queued <= limit:
+                self.replaying.pop(eio_sid, None)
+            elif not eio_socket.closed and queued > limit + self.replaying.get(eio_sid, 0):
+                eio_socket.close(wait=False, abort=True)
+                self.counters.dropped_slow_clients += 1
+
+
+def add_handlers(socketio: SocketIO, log: EventLog, counters: Counters, slow: SlowClients) -> None:
+    """connect (the welcome and a resume's replay), disconnect, and message (a chat message)."""
 
     def send(event: str, data: dict, sid: str) -> None:
         # To this process's client only: never through the queue, so it cannot yield.
@@ -118,22 +143,13 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
         (always_connect), so the replay ends at the welcome's head and every later event
         follows live. The resume point was checked before the connect was accepted."""
         counters.clients += 1
-        head = log.last_seq
-        after = auth.get("after") if isinstance(auth, dict) else None
-        if after is None:
-            send("welcome", {"last_seq": head, "head": head, "pid": pid}, request.sid)
-            return
-        replay, truncated = log.since(after)
-        welcome = {"last_seq": after, "head": head, "pid": pid}
-        if truncated:
-            welcome["truncated"] = True
-        send("welcome", welcome, request.sid)
+        message, replay = welcome(log, auth.get("after") if isinstance(auth, dict) else None)
+        send("welcome", message, request.sid)
         for text in replay:
             send("response", json.loads(text), request.sid)
         counters.events_sent += len(replay)
         if replay:
-            eio_sid = socketio.server.manager.eio_sid_from_sid(request.sid, "/")
-            replaying[eio_sid] = len(replay)
+            slow.replayed(request.sid, len(replay))
 
     @socketio.on("disconnect")
     def on_disconnect(reason=None):
@@ -148,9 +164,6 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
         except Unpublishable as exc:
             return {"error": str(exc)}
 
-    app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
-    return app
-
 
 def resume_error(auth: object, log: EventLog) -> str | None:
     """Why a connect's `auth` is not a valid resume (None when it is, or asks for none): auth,
@@ -162,7 +175,7 @@ def resume_error(auth: object, log: EventLog) -> str | None:
     if auth.get("after") is None:
         return None
     try:
-        log.resume_point(auth["after"], "auth.after")
+        resume_point(log, auth["after"], "auth.after")
     except BadRequest as exc:
         return exc.description
     return None
@@ -226,7 +239,7 @@ class SocketIOBus:
 
 
 def main(argv: list[str] | None = None) -> None:
-    main_of(
+    serve.main(
         "servers.push",
         "Flask-SocketIO push server (broadcasts every event as `response`).",
         create_app,

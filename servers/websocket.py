@@ -17,9 +17,9 @@ import servers.patching  # noqa: F401 - first: gevent monkey-patching with --mes
 # isort: split
 import contextlib
 import json
-import os
 import socket
 from collections import deque
+from collections.abc import Iterable
 
 import gevent
 import gevent.event
@@ -29,21 +29,13 @@ from flask_sock import Sock
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from servers.common import (
-    MAX_BODY_BYTES,
-    SLOW_CLIENT_BYTES,
-    Counters,
-    EventLog,
-    Unpublishable,
-    add_common_routes,
-    counting,
-    decode_json,
-    json_error,
-    main_of,
-    origin_allowed,
-    parse_int_arg,
-)
+from servers import serve
+from servers.clients import SLOW_CLIENT_BYTES, origin_allowed, resume_point, welcome
+from servers.events import EventLog
+from servers.messages import MAX_BODY_BYTES, Unpublishable, decode_json
 from servers.queue import Queue
+from servers.routes import json_error, server_app
+from servers.stats import Counters
 
 NAME = "websocket"
 
@@ -75,9 +67,18 @@ class GreenletThread(gevent.Greenlet):
         return self.run()
 
 
-def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) -> Flask:
-    app = Flask(__name__)
-    add_common_routes(app, NAME, log, counters, queue)
+def create_app(
+    log: EventLog, counters: Counters, queue: Queue | None = None, origins: Iterable[str] = ()
+) -> Flask:
+    peers = Peers(log, counters)
+    log.listeners.append(peers.broadcast)
+    return server_app(
+        __name__, NAME, log, counters, queue, origins, lambda app: add_ws_route(app, peers)
+    )
+
+
+def add_ws_route(app: Flask, peers: Peers) -> None:
+    """GET /ws, checked before the upgrade: a WebSocket that receives chat messages."""
     app.config["SOCK_SERVER_OPTIONS"] = {
         "thread_class": GreenletThread,
         "event_class": gevent.event.Event,
@@ -85,6 +86,7 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
         "max_message_size": MAX_BODY_BYTES,
     }
     sock = Sock(app)
+    log, counters = peers.log, peers.counters
 
     @app.before_request
     def check_websocket_request():
@@ -96,27 +98,51 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
             request.headers.get("Origin"), request.environ, app.config.get("ALLOWED_ORIGINS", [])
         ):
             return json_error(403, f"origin {request.headers.get('Origin')} may not open /ws")
-        g.after = parse_int_arg("after", default=None, minimum=0)
-        if g.after is not None:
-            log.check_after(g.after, "after")
+        after = request.args.get("after")
+        g.after = None if after is None else resume_point(log, after, "after", text=True)
         return None
 
-    pid = os.getpid()
-    connections: set[Peer] = set()
+    @sock.route("/ws")
+    def websocket(ws) -> None:
+        peer = Peer(ws)
+        peers.connections.add(peer)  # registered and welcomed (and replayed to) with no yield
+        counters.clients += 1  # between: no event is sent before the welcome, none is missed
+        peers.welcome(peer, g.after)  # and none is sent twice
+        try:
+            while True:
+                text = ws.receive()
+                try:
+                    if not isinstance(text, str):
+                        raise Unpublishable("chat messages are text frames holding a JSON object")
+                    log.publish_chat(decode_json(text))
+                except Unpublishable as exc:
+                    peers.deliver(peer, json.dumps({"type": "error", "error": str(exc)}))
+        finally:
+            peers.connections.discard(peer)
+            counters.clients -= 1
 
-    def drop(peer: Peer, slow: bool = True) -> None:
+
+class Peers:
+    """The connected clients, and the fan-out to them: a frame is never sent in a way that
+    blocks the sender; a client more than SLOW_CLIENT_BYTES behind is dropped at send time."""
+
+    def __init__(self, log: EventLog, counters: Counters) -> None:
+        self.log, self.counters = log, counters
+        self.connections: set[Peer] = set()
+
+    def drop(self, peer: Peer, slow: bool = True) -> None:
         """A client that stopped reading (slow) or whose connection broke: disconnected, its
         backlog freed, and counted in /stats when it was slow."""
         if peer.dropped:
             return
         peer.dropped = True
-        connections.discard(peer)
-        counters.dropped_slow_clients += slow
+        self.connections.discard(peer)
+        self.counters.dropped_slow_clients += slow
         peer.backlog.clear()
         with contextlib.suppress(OSError):
             peer.raw.shutdown(socket.SHUT_RDWR)  # its reader sees the end; the handler cleans up
 
-    def deliver(peer: Peer, text: str) -> None:
+    def deliver(self, peer: Peer, text: str) -> None:
         """One text frame to one client without ever blocking the caller (the publisher, or a
         chat handler): sent at once if the socket takes it, otherwise queued behind what is
         queued and written by the peer's writer greenlet; past SLOW_CLIENT_BYTES queued, the
@@ -131,7 +157,7 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
             # this client, and its handler is about to end. Forget it; cutting the socket now
             # could lose the answering Close frame.
             peer.dropped = True
-            connections.discard(peer)
+            self.connections.discard(peer)
             return
         if not peer.backlog:
             try:
@@ -139,20 +165,20 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
             except BlockingIOError:
                 sent = 0
             except OSError:
-                drop(peer, slow=False)
+                self.drop(peer, slow=False)
                 return
-            counters.bytes_written += sent
+            self.counters.bytes_written += sent
             if sent == len(data):
                 return
             data = data[sent:]
         peer.backlog.append(data)
         peer.backlog_bytes += len(data)
         if peer.backlog_bytes > peer.limit:
-            drop(peer)
+            self.drop(peer)
         elif peer.writer is None:
-            peer.writer = gevent.spawn(write_backlog, peer)
+            peer.writer = gevent.spawn(self.write_backlog, peer)
 
-    def write_backlog(peer: Peer) -> None:
+    def write_backlog(self, peer: Peer) -> None:
         try:
             while peer.backlog and not peer.dropped:
                 chunk = peer.backlog[0]
@@ -162,65 +188,34 @@ def create_app(log: EventLog, counters: Counters, queue: Queue | None = None) ->
                 if peer.backlog_bytes <= SLOW_CLIENT_BYTES:  # a replay's backlog has drained
                     peer.limit = SLOW_CLIENT_BYTES
         except OSError:
-            drop(peer, slow=False)
+            self.drop(peer, slow=False)
         finally:
             peer.writer = None
 
-    def broadcast(event: dict) -> None:
-        text = log.newest_json()  # encoded once; deliver never blocks, so no lock is needed
-        for peer in list(connections):
+    def broadcast(self, event: dict | None) -> None:
+        text = self.log.newest_json()  # encoded once; deliver never blocks, so no lock is needed
+        deliver = self.deliver
+        for peer in list(self.connections):
             deliver(peer, text)
-        counters.events_sent += len(connections)
+        self.counters.events_sent += len(self.connections)
 
-    log.listeners.append(broadcast)
-
-    def welcome(peer: Peer, after: int | None) -> None:
-        """The welcome frame, then, for a resume after `after`, the retained events since then:
-        called with no yield after the peer is registered, so the replay ends at the welcome's
-        head and every later event follows it live. The replay's backlog is not held against
-        the slow-client bound until it has drained (the bound is counted on top of it)."""
-        head = log.last_seq
-        message = {"type": "welcome", "last_seq": head, "head": head, "pid": pid}
-        replay: list[str] = []
-        if after is not None:
-            replay, truncated = log.since(after)
-            message["last_seq"] = after
-            if truncated:
-                message["truncated"] = True
-        deliver(peer, json.dumps(message))
+    def welcome(self, peer: Peer, after: int | None) -> None:
+        """The welcome frame and a resume's replay (`servers.clients.welcome`): called with no
+        yield after the peer is registered. The replay's backlog is not held against the
+        slow-client bound until it has drained (the bound is counted on top of it)."""
+        message, replay = welcome(self.log, after)
+        self.deliver(peer, json.dumps({"type": "welcome", **message}))
         if not replay:
             return
         peer.limit = 2**62  # no bound while the replay is queued
         for text in replay:
-            deliver(peer, text)
-        counters.events_sent += len(replay)
+            self.deliver(peer, text)
+        self.counters.events_sent += len(replay)
         peer.limit = SLOW_CLIENT_BYTES + peer.backlog_bytes
-
-    @sock.route("/ws")
-    def websocket(ws) -> None:
-        peer = Peer(ws)
-        connections.add(peer)  # registered and welcomed (and replayed to) with no yield
-        counters.clients += 1  # between: no event is sent before the welcome, none is missed
-        welcome(peer, g.after)  # and none is sent twice
-        try:
-            while True:
-                text = ws.receive()
-                try:
-                    if not isinstance(text, str):
-                        raise Unpublishable("chat messages are text frames holding a JSON object")
-                    log.publish_chat(decode_json(text))
-                except Unpublishable as exc:
-                    deliver(peer, json.dumps({"type": "error", "error": str(exc)}))
-        finally:
-            connections.discard(peer)
-            counters.clients -= 1
-
-    app.wsgi_app = counting(app.wsgi_app, counters)  # type: ignore[method-assign]
-    return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    main_of(
+    serve.main(
         "servers.websocket",
         "Plain WebSocket push server (flask-sock, JSON text frames).",
         create_app,
