@@ -4,7 +4,9 @@
 PYTHON        ?= python3
 VENV          ?= .venv
 CLIENTS       ?= 10 100 500
-TRANSPORTS    ?= socketio websocket longpoll shortpoll
+# Transport lists come from the registry (pushpull/core/transports.py, each entry's `defaults`),
+# read when a target runs: `pushpull transports --names SET`. Set one to choose your own.
+TRANSPORTS    ?= $(call registry,bench)
 DURATION      ?= 15
 RATE          ?= 2
 POLL_INTERVAL ?= 0.5
@@ -12,6 +14,7 @@ OUT           ?= results
 BENCH_ARGS    ?=
 
 BIN   := $(VENV)/bin
+registry = $(shell $(BIN)/pushpull transports --names $(1))
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.package-lock.json
 NPM   ?= $(shell command -v npm 2>/dev/null)
@@ -53,7 +56,7 @@ bench: $(STAMP)
 # CPU per delivery side by side, PERF_REPEAT times each (about 3.5 minutes a repeat for all six).
 PERF_CLIENTS    ?= 1000
 PERF_REPEAT     ?= 3
-PERF_TRANSPORTS ?= socketio websocket sse longpoll shortpoll socketio-polling
+PERF_TRANSPORTS ?= $(call registry,all)
 PERF_ARGS       ?=
 perf: $(STAMP)
 	$(BIN)/pushpull perf --transports "$(call list,$(PERF_TRANSPORTS))" --clients "$(PERF_CLIENTS)" \
@@ -62,16 +65,16 @@ perf: $(STAMP)
 # Capacity at a p99 limit per transport (all six up to 5000 clients).
 SLO_P99        ?= 250
 CAP_MAX        ?= 5000
-CAP_TRANSPORTS ?= socketio websocket sse longpoll shortpoll socketio-polling
+CAP_TRANSPORTS ?= $(call registry,all)
 capacity: $(STAMP)
 	$(BIN)/pushpull capacity --transports "$(call list,$(CAP_TRANSPORTS))" --slo-p99 "$(SLO_P99)" \
 		--start 250 --step 500 --max "$(CAP_MAX)" --duration 8 --out "$(OUT)"
 
 storm: $(STAMP)
-	$(BIN)/pushpull storm --transports socketio,sse,longpoll --clients 1000 --out "$(OUT)"
+	$(BIN)/pushpull storm --transports "$(call registry,storm)" --clients 1000 --out "$(OUT)"
 
 churn: $(STAMP)
-	$(BIN)/pushpull bench --transports socketio,websocket,sse,longpoll --clients 100 \
+	$(BIN)/pushpull bench --transports "$(call registry,churn)" --clients 100 \
 		--churn-every 5 --churn-downtime 1 --rate 5 --resume off,on --out "$(OUT)"
 
 plot: $(STAMP)
@@ -86,7 +89,7 @@ compare: $(STAMP)
 
 # The README's gallery: a small reference run on this machine, its charts copied to docs/images.
 gallery: $(STAMP)
-	$(BIN)/pushpull bench --clients 10,100,500 --transports socketio,websocket,sse,longpoll,shortpoll \
+	$(BIN)/pushpull bench --clients 10,100,500 --transports "$(call registry,gallery)" \
 		--duration 15 --out "$(OUT)"
 	cp $(OUT)/latest/charts/latency_vs_clients.png docs/images/gallery-latency-vs-clients.png
 	cp $(OUT)/latest/charts/latency_distribution.png docs/images/gallery-latency-distribution.png
@@ -95,7 +98,7 @@ gallery: $(STAMP)
 
 # The run-to-run noise band used by `pushpull compare` (docs/noise.md): repeat the cells.
 noise: $(STAMP)
-	$(BIN)/pushpull bench --clients 10,100 --transports socketio,longpoll,shortpoll --duration 10 \
+	$(BIN)/pushpull bench --clients 10,100 --transports "$(call registry,noise)" --duration 10 \
 		--repeat 3 --out "$(OUT)"
 	$(BIN)/python -c "from analysis.compare import noise_summary; from analysis.results import load_run; print(noise_summary(load_run('$(OUT)/latest')))"
 
@@ -120,6 +123,7 @@ test-all: setup
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from locust import events
 
 from loadtests.leanhttp import LeanHTTP, ReactorHTTP, ReactorSSE
 from loadtests.users import ReactorUser, wait_until_joined
+from pushpull.core import transports
 
 GOLDEN_RATIO = 0.6180339887498949
 
@@ -156,7 +157,8 @@ class LongPollUser(PollingUser):
     one leaves as soon as an answer arrives."""
 
     poll_name = "GET /events (long-poll)"
-    hold_s = 20.0  # the longest the server holds a request, unless --longpoll-timeout says
+    hold_s = transports.get("longpoll").hold_s  # the server's longest hold, unless
+    # --longpoll-timeout says otherwise
 
     def on_start(self) -> None:
         self.hold_s = self.environment.parsed_options.longpoll_timeout
@@ -173,7 +175,7 @@ class ShortPollUser(PollingUser):
     spawned together. A poll whose answer comes later than the next slot leaves at once."""
 
     poll_name = "GET /events (short-poll)"
-    hold_s = 0.0
+    hold_s = transports.get("shortpoll").hold_s
     spread = random.random()
 
     def on_start(self) -> None:

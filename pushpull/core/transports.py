@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 PUSH, POLL = "push", "poll"
 # How a client of each kind waits before reconnecting after its server dropped it (the storm):
-# what the real client library does by default (loadtests/users.py implements each).
+# what the real client library does by default (loadtests/backoff.py implements each).
 BACKOFFS = {
     "socket.io-client": "1 s doubling to 5 s, each +-50% at random (socket.io-client's defaults)",
     "reconnecting-websocket": "1-5 s at random per client, x1.3 per attempt to 10 s "

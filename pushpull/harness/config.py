@@ -75,7 +75,6 @@ class BenchConfig:
     grace: float = 2.0
     drain: float | None = None  # seconds after the window; None: drain_s's default
     idle_s: float = 0.5  # the server's idle CPU measured this long before Locust starts; 0: not
-    longpoll_timeout: float = 20.0
     client_kinds: list[str] = field(default_factory=lambda: ["lean"])
     loadgen_procs: list[int] = field(default_factory=lambda: [1])
     repeat: int = 1

@@ -41,7 +41,6 @@ def locust_command(
         "--payload-bytes", str(cell.payload_bytes),
         "--client", cell.client or cell.spec.default_client,
         "--poll-interval", f"{cell.poll_interval or 0.5:g}",
-        "--longpoll-timeout", f"{config.longpoll_timeout:g}",
         "--grace", f"{config.grace:g}",
         "--measure", f"{config.duration:g}",
         "--drain", f"{config.drain_s(cell):g}",
