@@ -16,6 +16,7 @@ import contextlib
 import json
 import socket
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from flask import Flask, Response, request
 
@@ -28,6 +29,8 @@ from servers.routes import BadRequest, parse_float_arg, parse_json_object, serve
 from servers.stats import Counters
 
 NAME = "longpoll"
+PROG = "servers.longpoll"
+DESCRIPTION = "Flask REST polling server (long-poll, short-poll and SSE)."
 MAX_POLL_TIMEOUT_S = 60.0
 SSE_KEEPALIVE_S = 15.0
 
@@ -36,16 +39,9 @@ def create_app(
     log: EventLog, counters: Counters, queue: Queue | None = None, origins: Iterable[str] = ()
 ) -> Flask:
     streams = Streams(log, counters)
-    return server_app(
-        __name__,
-        NAME,
-        log,
-        counters,
-        queue,
-        origins,
-        lambda app: add_poll_routes(app, log, counters),
-        lambda app: add_stream_route(app, streams),
-    )
+    poll_routes = partial(add_poll_routes, log=log, counters=counters)
+    stream_route = partial(add_stream_route, streams=streams)
+    return server_app(__name__, NAME, log, counters, queue, origins, poll_routes, stream_route)
 
 
 def add_poll_routes(app: Flask, log: EventLog, counters: Counters) -> None:
@@ -177,12 +173,7 @@ def seq_of(event_json: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve.main(
-        "servers.longpoll",
-        "Flask REST polling server (long-poll, short-poll and SSE).",
-        create_app,
-        argv,
-    )
+    serve.main(PROG, DESCRIPTION, create_app, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import servers.patching  # noqa: F401 - first: gevent monkey-patching with --mes
 # isort: split
 import json
 from collections.abc import Iterable
+from functools import partial
 
 import socketio
 from flask import Flask, request
@@ -31,20 +32,15 @@ from servers.routes import BadRequest, server_app
 from servers.stats import Counters
 
 NAME = "push"
+PROG = "servers.push"
+DESCRIPTION = "Flask-SocketIO push server (broadcasts every event as `response`)."
 
 
 def create_app(
     log: EventLog, counters: Counters, queue: Queue | None = None, origins: Iterable[str] = ()
 ) -> Flask:
-    return server_app(
-        __name__,
-        NAME,
-        log,
-        counters,
-        queue,
-        origins,
-        lambda app: add_socketio(app, log, counters, queue),
-    )
+    socketio = partial(add_socketio, log=log, counters=counters, queue=queue)
+    return server_app(__name__, NAME, log, counters, queue, origins, socketio)
 
 
 def add_socketio(app: Flask, log: EventLog, counters: Counters, queue: Queue | None) -> SocketIO:
@@ -239,12 +235,7 @@ class SocketIOBus:
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve.main(
-        "servers.push",
-        "Flask-SocketIO push server (broadcasts every event as `response`).",
-        create_app,
-        argv,
-    )
+    serve.main(PROG, DESCRIPTION, create_app, argv)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from servers.routes import json_error, server_app
 from servers.stats import Counters
 
 NAME = "websocket"
+PROG = "servers.websocket"
+DESCRIPTION = "Plain WebSocket push server (flask-sock, JSON text frames)."
 
 
 class Peer:
@@ -215,12 +217,7 @@ class Peers:
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve.main(
-        "servers.websocket",
-        "Plain WebSocket push server (flask-sock, JSON text frames).",
-        create_app,
-        argv,
-    )
+    serve.main(PROG, DESCRIPTION, create_app, argv)
 
 
 if __name__ == "__main__":
