@@ -74,7 +74,8 @@ def watch_slow_clients(log: EventLog, drop_over: Callable[[int], None]) -> geven
     def watch() -> None:
         while True:
             gevent.sleep(WATCH_EVERY_S)
-            if log.last_seq:
-                drop_over(max(16, SLOW_CLIENT_BYTES // len(log.newest_json())))
+            size = log.newest_size()
+            if size:
+                drop_over(max(16, SLOW_CLIENT_BYTES // size))
 
     return gevent.spawn(watch)

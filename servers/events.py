@@ -99,6 +99,11 @@ class EventLog:
         """The JSON text of the event just published (encoded once, sent to every client)."""
         return self._events[-1][1]
 
+    def newest_size(self) -> int | None:
+        """The length of the newest retained event's JSON; None while none is retained (a
+        process that joined a shared stream knows its last seq before it holds any event)."""
+        return len(self._events[-1][1]) if self._events else None
+
     def since(self, after: int) -> tuple[list[str], bool]:
         """JSON of the retained events with seq > after, oldest first; True if some are gone."""
         newer = self.last_seq - after

@@ -103,3 +103,26 @@ def test_clients_leaving_cleanly_never_stop_the_broadcast(transport, tmp_path):
         assert received == list(range(client.baseline + 1, head + 1)), "every event, in order"
     errors = scan_log(log_path)
     assert errors["count"] == 0, errors["first"]
+
+
+def test_the_slow_client_watchdog_waits_for_an_event_it_can_size():
+    """A process that joins a shared stream knows its last seq (from Redis) before it holds any
+    event: the watchdog must not size the newest event then (it died of an IndexError), and
+    must start dropping once an event exists."""
+    from servers.clients import watch_slow_clients
+    from servers.events import EventLog
+
+    log = EventLog()
+    log.last_seq = 41  # as servers/queue.py sets it when the stream began before this process
+    limits: list[int] = []
+    watchdog = watch_slow_clients(log, limits.append)
+    try:
+        gevent.sleep(1.2)  # two watch periods with no event
+        assert not watchdog.dead, watchdog.exception
+        assert limits == []
+        log.publish("tick", {"n": 1}, None)
+        gevent.sleep(0.7)
+        assert not watchdog.dead, watchdog.exception
+        assert limits and all(limit >= 16 for limit in limits)
+    finally:
+        watchdog.kill()

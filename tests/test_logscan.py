@@ -15,10 +15,10 @@ DELIVER  socketio            90     0(0.00%) |      0       0       2      1 |  
 
 PUBLISHER_DIED = """Traceback (most recent call last):
   File "src/gevent/greenlet.py", line 912, in gevent._gevent_cgreenlet.Greenlet.run
-  File "/work/main/servers/common.py", line 289, in run_publisher
+  File "/work/main/servers/events.py", line 153, in run_publisher
     log.publish("tick", data, t_sched, data_json)
 wsproto.utilities.LocalProtocolError: Event TextMessage(data='{"seq":940}') cannot be sent in state ConnectionState.CLOSED.
-2026-12-01T21:25:52Z <Greenlet at 0x7f210fd55a80: run_publisher(<servers.common.EventLog object>, 10.0, '', None)> failed with LocalProtocolError
+2026-12-01T21:25:52Z <Greenlet at 0x7f210fd55a80: run_publisher(<servers.events.EventLog object>, 10.0, '', None)> failed with LocalProtocolError
 """
 
 CHAINED = """Traceback (most recent call last):

@@ -302,7 +302,7 @@ def test_websocket_endpoints_accept_only_their_own_origin_unless_told(server):
 
 
 def test_binding_beyond_loopback_warns_in_one_line(capsys):
-    from servers.common import warn_if_exposed
+    from servers.arguments import warn_if_exposed
 
     for quiet in ("127.0.0.1", "::1", "localhost", "127.0.0.5"):
         warn_if_exposed("servers.push", quiet)

@@ -210,13 +210,18 @@ def test_a_worker_that_leaves_mid_cell_fails_that_cell_and_the_sweep_goes_on(tmp
 
 NO_STATS_SERVER = """
 import sys
-from servers import common, longpoll
+from servers import longpoll
+from servers.arguments import server_arguments
+from servers.events import EventLog
+from servers.routes import json_error
+from servers.serve import serve
+from servers.stats import Counters
 
-args = common.server_arguments("no-stats", "a longpoll server without /stats").parse_args()
-log, counters = common.EventLog(), common.Counters()
+args = server_arguments("no-stats", "a longpoll server without /stats").parse_args()
+log, counters = EventLog(), Counters()
 app = longpoll.create_app(log, counters)
-app.view_functions["stats"] = lambda: common.json_error(404, "no /stats here")
-common.serve("no-stats", args, app, log, counters)
+app.view_functions["stats"] = lambda: json_error(404, "no /stats here")
+serve("no-stats", args, app, log, counters)
 """
 
 

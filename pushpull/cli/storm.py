@@ -1,6 +1,6 @@
 """`pushpull storm`: every connection dropped at once (the servers' POST /admin/drop), --before
 seconds into the window; the clients come back with their real libraries' backoff
-(loadtests/users.py) and the run times how they come back."""
+(loadtests/backoff.py) and the run times how they come back."""
 
 from __future__ import annotations
 
