@@ -43,10 +43,13 @@ class SSEUser(PostingUser):
     the stream resumes with Last-Event-ID (the events published meanwhile are sent first)."""
 
     connect_name = "GET /stream"
+    deliveries: tuple[str, ...] = ("message",)  # SSE's default event name: unnamed events
 
     def connect(self) -> None:
         super().connect()
-        self.client = ReactorSSE(self.host, self.environment.pushpull_reactor, self.on_sse)
+        self.client = ReactorSSE(
+            self.host, self.environment.pushpull_reactor, self.on_sse, deliveries=self.deliveries
+        )
         self.start_connection()
         wait_until_joined(self.tracker, self.client.closed, "GET /stream")
 
@@ -65,8 +68,8 @@ class SSEUser(PostingUser):
         return self.client.closed
 
     def on_sse(self, name: str, data, t_recv: int) -> None:
-        # SSE's default event name is `message`; the protocol's deliveries are its events
-        if name == "message":
+        # the protocol's deliveries are the events of `deliveries`' names (unnamed: `message`)
+        if name in self.deliveries:
             self.on_event("response", data, t_recv)
         elif name == "welcome" and self.tracker.segment is None:
             self.on_event("welcome", data, t_recv)

@@ -163,12 +163,20 @@ class ReactorSSE:
     connection, the chunked body decoded by geventhttpclient's parser and the event stream by
     pushpull's SSE parser (pushpull/core/sse.py). Each event goes to on_event(name, data, t_recv_ns)
     with its JSON data decoded. `start()` again after a drop resumes from the last event id
-    (`Last-Event-ID`)."""
+    (`Last-Event-ID`). `deliveries` are the event names that carry the protocol's events (the
+    default, unnamed SSE events, are named `message`): their data is read with `parse_event`."""
 
     def __init__(
-        self, url: str, reactor, on_event, path: str = "/stream", timeout: float = 30.0
+        self,
+        url: str,
+        reactor,
+        on_event,
+        path: str = "/stream",
+        timeout: float = 30.0,
+        deliveries: tuple[str, ...] = ("message",),
     ) -> None:
         self.http = LeanHTTP(url, timeout)
+        self.deliveries = frozenset(deliveries)
         self.reactor = reactor
         self.path = path
         self.on_event = on_event
@@ -200,9 +208,11 @@ class ReactorSSE:
             raise ConnectionError(f"GET {self.path} answered HTTP {response.status_code}")
         body = response.take_body()
         if body:
-            on_event = self.on_event
+            on_event, deliveries = self.on_event, self.deliveries
             for name, text, _id in self.parser.feed(self.decoder.decode(body)):
-                on_event(name, parse_event(text) if name == "message" else json.loads(text), t_recv)
+                on_event(
+                    name, parse_event(text) if name in deliveries else json.loads(text), t_recv
+                )
         return not response.message_complete
 
     def ended(self) -> None:

@@ -123,7 +123,7 @@ class Streams:
             while True:
                 if found:
                     counters.events_sent += len(found)
-                    yield "".join(f"id: {seq_of(text)}\ndata: {text}\n\n" for text in found)
+                    yield "".join(self.frame(text) for text in found)
                     state[0] = cursor  # the write returned: the client took it
                 found, _ = log.since(cursor)
                 if not found:
@@ -136,6 +136,10 @@ class Streams:
         finally:
             self.open.pop(id(state), None)
             counters.clients -= 1
+
+    def frame(self, text: str) -> str:
+        """One event as an SSE message: unnamed, its seq as the id, its JSON as the data."""
+        return f"id: {seq_of(text)}\ndata: {text}\n\n"
 
     def drop_over(self, limit: int) -> None:
         """Cut every stream more than `limit` events behind; its greenlet then ends."""

@@ -22,7 +22,7 @@ from pushpull.harness import demo
 from tests.cdp import Chromium
 from tests.conftest import ROOT, needs, pushpull
 
-NAMES = list(transports.NAMES)
+NAMES = transports.demo_names()  # the panes: every transport with a browser client
 PUSH = [t.name for t in transports.REGISTRY if t.role == transports.PUSH]
 needs_browser = needs("Chromium", "socket.io-client")
 

@@ -65,6 +65,7 @@ class Transport:
     # Which of the suite's default runs include it (DEFAULT_SETS): `pushpull bench` and `make
     # bench` without --transports, the storm, the churn run, the README's gallery, the noise band.
     defaults: frozenset[str] = frozenset()
+    demo: bool = True  # a pane in `make demo` (its browser client: servers/demo_static/demo.js)
 
     @property
     def default_client(self) -> str:
@@ -195,6 +196,11 @@ def get(name: str) -> Transport:
         raise UnknownTransport(
             f"unknown transport {name!r} (allowed: {', '.join(NAMES)})"
         ) from None
+
+
+def demo_names() -> list[str]:
+    """The transports with a pane in the demo page, in the registry's order."""
+    return [t.name for t in REGISTRY if t.demo]
 
 
 def default_names(which: str | None = None) -> list[str]:

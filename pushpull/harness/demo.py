@@ -38,6 +38,7 @@ def panes() -> str:
         [
             {"name": t.name, "label": t.label, "color": t.color, "role": t.role}
             for t in transports.REGISTRY
+            if t.demo
         ]
     )
 

@@ -159,11 +159,14 @@ class WebSocketProbe(Probe):
 
 
 class SSEProbe(Probe):
-    """`GET /stream` read with http.client and pushpull's SSE parser; chat via POST /messages."""
+    """`GET /stream` read with http.client and pushpull's SSE parser; chat via POST /messages.
+    `deliveries`: the SSE event names that carry the protocol's events (unnamed: `message`)."""
 
-    def __init__(self, url: str, last_event_id: int | None = None) -> None:
+    def __init__(
+        self, url: str, last_event_id: int | None = None, deliveries: tuple[str, ...] = ("message",)
+    ) -> None:
         parts = urlsplit(url)
-        self.url = url
+        self.url, self.deliveries = url, tuple(deliveries)
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
@@ -202,8 +205,11 @@ class SSEProbe(Probe):
         events = []
         while len(events) < count:
             name, data, event_id = self._message()
-            if name != "message":
-                raise ProbeError(f"GET /stream: deliveries are unnamed SSE messages, got {name!r}")
+            if name not in self.deliveries:
+                raise ProbeError(
+                    f"GET /stream: deliveries are SSE events named {' or '.join(self.deliveries)}"
+                    f" (`message`: unnamed), got {name!r}"
+                )
             event = json.loads(data)
             if event_id != str(event.get("seq")):
                 raise ProbeError(f"GET /stream: id {event_id!r} is not the event's seq {event}")
