@@ -23,7 +23,7 @@ from tests.cdp import Chromium
 from tests.conftest import ROOT, needs, pushpull
 
 NAMES = transports.demo_names()  # the panes: every transport with a browser client
-PUSH = [t.name for t in transports.REGISTRY if t.role == transports.PUSH]
+PUSH = [t.name for t in transports.REGISTRY if t.role == transports.PUSH and t.demo]
 needs_browser = needs("Chromium", "socket.io-client")
 
 

@@ -39,8 +39,9 @@ LOAD_FLAGS = {
     ),
     "resume": (
         "--resume",
-        "whether the clients that lack resume by design (Socket.IO, plain WebSocket) ask the "
-        "server to replay what they missed when they come back: off, on, or off,on to compare "
+        "whether the clients that lack resume by design "
+        f"({', '.join(t.name for t in transports.REGISTRY if not t.resumes)}) ask the server to "
+        "replay what they missed when they come back: off, on, or off,on to compare "
         "(default %(default)s; the others always resume)",
     ),
 }

@@ -1,11 +1,16 @@
 """The transport registry: every transport pushpull measures is declared here once, and everything
-else (the CLI's choices, the server to start, Locust's `--transport` choices and user classes,
-the verify step, chart colours and labels, the findings' baseline, the protocol test's
-parameters, the README's transport table) is derived from these entries.
+else (the CLI's choices and default lists, the Makefile's lists, the server to start, Locust's
+`--transport` choices and user classes, the verify step, chart colours and labels, the findings'
+baseline, the protocol test's parameters, the smoke sweep, the demo's panes, the README's
+transport table) is derived from these entries.
 
-Adding a transport is: a server module in `servers/` (or an existing one), a load-generator user
-class in `loadtests/`, a probe in `pushpull/harness/probes.py` if no existing one fits, one `Transport`
-entry below and its section in docs/protocol.md.
+Adding a transport is (docs/architecture.md, "Adding a transport"): its server module in
+`servers/` (or an existing server), its load-generator user class in `loadtests/` (or an existing
+one with other options), one `Transport` entry below naming a probe of pushpull/harness/probes.py
+with its options, its section in docs/protocol.md and its row in the README's table
+(`markdown_table()`). A pane in the demo also needs its browser client in
+servers/demo_static/demo.js (and a new server's routes in servers/demo.py); `demo=False` leaves
+it out of the page.
 
 This module imports nothing beyond the standard library: the harness, the analysis and the
 Locust process all read it. Client and probe classes are named by import path ("module:Class")
