@@ -153,13 +153,17 @@ def completeness_notes(cells: list[dict]) -> list[str]:
     return notes
 
 
-LOG_ERRORS = (("server", "server_errors"), ("Locust", "loadgen_errors"))  # whose log, its key
+LOG_ERRORS = (  # whose log, its key
+    ("server", "server_errors"),
+    ("Locust", "loadgen_errors"),
+    ("network emulator", "network_errors"),
+)
 
 
 def log_error_notes(cells: list[dict]) -> list[str]:
     """What the servers' and Locust's logs held (schema 5: `server_errors`, `loadgen_errors`):
     one line per cell and log with errors, the first error named; or one line saying none."""
-    scanned = [c for c in cells if c.get("server_errors") or c.get("loadgen_errors")]
+    scanned = [c for c in cells if any(c.get(key) for _, key in LOG_ERRORS)]
     if not scanned:
         return []
     notes = []

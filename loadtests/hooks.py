@@ -102,6 +102,12 @@ def add_arguments(parser) -> None:
         "over them in turn, each keeping to its own (as sticky sessions do); --host is the first",
     )
     parser.add_argument(
+        "--clock-url",
+        default="",
+        help="the server whose /time gives the clock offset, reached without the emulated "
+        "network in between (default: --host)",
+    )
+    parser.add_argument(
         "--pushpull-out", default="", include_in_web_ui=False, help="folder for measurements"
     )
 
@@ -172,7 +178,9 @@ def on_test_start(environment, **_kwargs) -> None:
         environment.pushpull = Recorder(transport=environment.parsed_options.transport)
     recorder: Recorder = environment.pushpull
     try:
-        recorder.set_clock(*measure_offset(environment.host))
+        recorder.set_clock(
+            *measure_offset(environment.parsed_options.clock_url or environment.host)
+        )
     except (OSError, ValueError, KeyError) as exc:
         log.warning(
             "pushpull: no clock offset from %s/time (%s); assuming 0", environment.host, exc

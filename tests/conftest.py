@@ -283,10 +283,12 @@ QUICK_CELL = ("--grace", "0.5", "--drain", "0.5", "--idle", "0")
 
 
 def log_problems(cells: list[dict]) -> list[str]:
-    """Every traceback or error line the harness found in a cell's server and Locust logs."""
+    """Every traceback or error line the harness found in a cell's server and Locust logs (and
+    the network emulator's, where the cell had one)."""
     problems = []
     for cell in cells:
-        for key in ("server_errors", "loadgen_errors"):
+        keys = ["server_errors", "loadgen_errors"] + (["network_errors"] if cell.get("network") else [])
+        for key in keys:
             found = cell.get(key)
             if found is None and key == "server_errors" and cell.get("target"):
                 continue  # a target's logs are not ours to read

@@ -14,6 +14,8 @@
     pushpull validate                     # does it measure what it says? (a few minutes)
     pushpull demo --port 8000
     pushpull transports
+    pushpull networks
+    pushpull bench --network loopback,lte,3g,rtt=100ms --clients 50
 
 Bad input is one line naming the flag, what was wrong and what is allowed, with exit status 2.
 
@@ -33,6 +35,7 @@ from pushpull.cli import (
     compare,
     demo,
     listing,
+    networks,
     perf,
     plot,
     report,
@@ -45,7 +48,9 @@ from pushpull.cli.options import Parser
 from pushpull.harness.config import UsageError
 from pushpull.harness.procs import HarnessError, output_error
 
-COMMANDS = (bench, perf, capacity, storm, worker, validate, listing, demo, plot, report, compare)
+COMMANDS = (
+    bench, perf, capacity, storm, worker, validate, listing, networks, demo, plot, report, compare,
+)  # fmt: skip
 
 
 def build_parser() -> Parser:

@@ -29,6 +29,7 @@ def add_parser(commands) -> None:
         spawn_rate="200",
         repeat="1",
         loadgen_procs="1",
+        network="loopback",
         resume="off",
     )
     bench.add_argument(

@@ -31,6 +31,11 @@ def add_parser(commands) -> None:
         rate=("2", "events published per second (default %(default)s)"),
         poll_interval=("0.5", "short-poll period (default %(default)s)"),
         spawn_rate="200",
+        network=(
+            "loopback",
+            "the network between each client and the server (one: the first "
+            "given; `pushpull networks`) (default %(default)s)",
+        ),
     )
     capacity.add_argument(
         "--slo-p99", default="250", help="p99 delivery latency limit in ms (default %(default)s)"
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     maximum = values.positive_int("--max", args.max, "a client count", "5000")
     if maximum < start:
         raise UsageError(f"--max: {maximum} is below --start {start}")
-    config = build_config(args, first_only=("rates", "poll_intervals"), clients=[start])
+    config = build_config(args, first_only=("rates", "poll_intervals", "networks"), clients=[start])
     slo = values.bounded_float("--slo-p99", args.slo_p99, "milliseconds", "250", 0.0, 60_000.0)
     repeats = values.positive_int(
         "--capacity-repeats", args.capacity_repeats, "a repeat count", "3", maximum=20

@@ -37,6 +37,13 @@ LOAD_FLAGS = {
         "Locust processes per cell (master + N workers when N > 1); a list sweeps "
         "(default %(default)s)",
     ),
+    "network": (
+        "--network",
+        "the network between each client and the server, emulated per connection: loopback "
+        "(none), a built-in profile (`pushpull networks`) or a spec "
+        "rtt=80ms/jitter=10ms/down=10mbit/up=2mbit/loss=1% (any of its keys); a list sweeps "
+        "(default %(default)s)",
+    ),
     "resume": (
         "--resume",
         "whether the clients that lack resume by design "
@@ -161,6 +168,7 @@ def load(args: argparse.Namespace) -> dict:
         "repeat": ("repeat", values.parse_repeat),
         "loadgen_procs": ("loadgen_procs", values.parse_loadgen_procs),
         "resume": ("resume", values.parse_resume),
+        "network": ("networks", values.parse_networks),
         "scenario": ("scenario", values.parse_scenario),
         "send_rate": ("send_rates", values.parse_send_rates),
         "payload_bytes": ("payload_bytes", values.parse_payload_bytes),

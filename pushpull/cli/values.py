@@ -5,7 +5,7 @@ commas or spaces (`10,100 500`) and make a sweep.
 
 from __future__ import annotations
 
-from pushpull.core import transports
+from pushpull.core import networks, transports
 from pushpull.harness.config import SCENARIOS, UsageError
 from pushpull.harness.mq import SCHEMES, redacted
 
@@ -279,3 +279,24 @@ def parse_spawn_rate(text: str) -> float:
 
 def parse_repeat(text: str) -> int:
     return positive_int("--repeat", text, "a repeat count", "3", maximum=100)
+
+
+def parse_networks(text: str) -> list[str | None]:
+    """--network: built-in profiles, `loopback`, or key=value/... specs (pushpull networks)."""
+
+    def network(flag, item, what, example):
+        try:
+            profile = networks.parse(item)
+        except networks.NetworkSpecError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+        return None if profile is None else profile["name"]
+
+    items = [item for item in text.split(",") if item.strip()]  # a spec holds no comma or space
+    if not items:
+        raise UsageError("--network: empty list (expected networks, e.g. --network loopback,lte)")
+    found: list[str | None] = []
+    for item in items:
+        value = network("--network", item.strip(), "networks", "loopback,lte")
+        if value not in found:
+            found.append(value)
+    return found

@@ -13,6 +13,9 @@ Version history:
        `latency_ci_us` (95% intervals of p50/p90/p99/p99.9, a bootstrap over events)
     5  `server_errors`, `loadgen_errors`: tracebacks and error lines in the cell's server and
        Locust logs ({count, processes: {log: {count, first}}}; null for a target's server)
+    6  `network` (the emulated network's profile, null on loopback), `network_cpu_us_per_delivery`
+       and `network_cpu_percent` (the emulator's own CPU, apart from the server's and Locust's),
+       `network_errors` (its log, scanned as the servers' are)
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 
 class LatencySummary(TypedDict):
@@ -120,6 +123,10 @@ class CellSummary:
     recovery: dict | None = None  # after that drop: times, curves, CPU (docs/results.md)
     server_errors: dict | None = None  # tracebacks and error lines in the servers' logs (5)
     loadgen_errors: dict | None = None  # the same in Locust's log
+    network: dict | None = None  # the emulated network's profile (6; null: loopback, none)
+    network_cpu_us_per_delivery: float | None = None  # the emulator's CPU, its own figure (6)
+    network_cpu_percent: float | None = None  # of one core, in the window (6)
+    network_errors: dict | None = None  # tracebacks and error lines in the emulator's log (6)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -138,4 +145,11 @@ def upgrade_cell(cell: dict, version: int) -> dict:
         cell = {"churn_every": 0.0, "churn_downtime": 1.0, "resume": None, "reconnects": 0, **cell}
     if version < 5:
         cell = {"server_errors": None, "loadgen_errors": None, **cell}
+    if version < 6:
+        cell = {
+            "network": None,
+            "network_cpu_us_per_delivery": None,
+            "network_cpu_percent": None,
+            **cell,
+        }
     return cell

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from pushpull.core import transports
+from pushpull.core import networks, transports
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,21 @@ class Variant:
     tag: Callable[[Mapping], str]  # run-folder name suffix
     words: Callable[[Mapping], str]  # in labels, tables and legends
     splits_series: bool = True  # a chart draws one series per value when a run varies it
+    key: Callable[[object], object] = lambda value: value  # hashable, to tell values apart
 
 
 def _client_tag(cell: Mapping) -> str:
     return transports.get(cell["transport"]).clients[cell["client"]].tag or cell["client"]
+
+
+def network_of(cell: Mapping) -> dict | None:
+    """A cell's network profile: summary.json holds the profile, a Cell its `--network` item."""
+    value = cell.get("network")
+    return value if value is None or isinstance(value, dict) else networks.parse(value)
+
+
+def _network_key(value: object) -> object:
+    return value["name"] if isinstance(value, dict) else value
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -47,6 +58,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("resume", None, lambda c: "resume" if c["resume"] else "noresume",
             lambda c: "with resume" if c["resume"] else "without resume"),
     Variant("storm", False, lambda c: "storm", lambda c: "storm"),
+    Variant("network", None, lambda c: "n-" + networks.slug(network_of(c)),
+            lambda c: networks.describe(network_of(c)), key=_network_key),
     Variant("repeat", 1, lambda c: f"rep{c['repeat']}", lambda c: f"repeat {c['repeat']}",
             splits_series=False),
 )  # fmt: skip
@@ -97,7 +110,7 @@ def series_fields(cells: list[Mapping]) -> set[str]:
     return {
         v.field
         for v in VARIANTS
-        if v.splits_series and len({c.get(v.field, v.default) for c in cells}) > 1
+        if v.splits_series and len({v.key(c.get(v.field, v.default)) for c in cells}) > 1
     }
 
 

@@ -26,10 +26,17 @@ from pushpull.core.files import write_json
 from pushpull.core.histograms import HISTOGRAMS
 from pushpull.core.records import merge_process_files
 from pushpull.harness.config import BenchConfig, Cell
-from pushpull.harness.figures import publisher_stalled, server_error_text, summarize, tick_rate
+from pushpull.harness.figures import (
+    network_figures,
+    publisher_stalled,
+    server_error_text,
+    summarize,
+    tick_rate,
+)
 from pushpull.harness.locust import locust_command, wait_for, wait_for_files
 from pushpull.harness.logscan import scan_logs
 from pushpull.harness.mq import QueueUnavailable, Redis
+from pushpull.harness.network import process_cpu, relay_urls, start_relay
 from pushpull.harness.procs import (
     HarnessError,
     Managed,
@@ -55,6 +62,7 @@ def run_cell(
     try:
         run.connect_queue()
         run.serve()
+        run.start_network()
         run.measure_idle()
         run.start_locust()
         run.measure_window()
@@ -80,6 +88,8 @@ class CellRun:
     cpus: dict
     tick: Callable[[str, float], None]
     servers: list[Managed] = field(default_factory=list)
+    relay: Managed | None = None  # the network emulator between the clients and the servers
+    client_urls: list[str] = field(default_factory=list)  # what the clients connect to
     locust: Managed | None = None
     redis: Redis | None = None
     channel: str | None = None  # the cell's own keys in the queue's Redis
@@ -95,6 +105,9 @@ class CellRun:
     start: Snapshot | None = None
     end: Snapshot | None = None
     storm: dict | None = None
+    relay_cpu: list = field(
+        default_factory=list
+    )  # the emulator's CPU seconds at the window's edges
     published: dict | None = None
     last_quarter: dict | None = None
     merged: dict = field(default_factory=dict)
@@ -129,6 +142,16 @@ class CellRun:
         # the counters and /published are read when the server's clock has passed them
         self.to_server = server_clock_correction(self.url, self.unavailable)
 
+    def start_network(self) -> None:
+        """The network emulator (pushpull/harness/relay.py) in front of every server, pinned
+        with the load generator, when the cell has a network; else the clients go direct."""
+        self.client_urls = self.urls
+        profile = self.cell.network_profile
+        if profile is None:
+            return
+        self.relay = start_relay(profile, self.urls, self.config.host, self.cell_dir, self.cpus)
+        self.client_urls = relay_urls(self.relay)
+
     def measure_idle(self) -> None:
         """The server's idle cost (publisher, hub; no clients), at the same rate and placement,
         before Locust starts: CPU is counted in ns, so half a second will do. It starts a
@@ -148,7 +171,7 @@ class CellRun:
         run_time = spawn_deadline + config.grace + config.duration + config.drain_s(cell) + 10
         self.locust = Managed(
             "locust",
-            locust_command(config, cell, self.urls, self.cell_dir, run_time),
+            locust_command(config, cell, self.client_urls, self.cell_dir, run_time, self.url),
             self.cell_dir / "locust.log",
             self.cpus.get("loadgen"),
             cwd=self.cell_dir,
@@ -172,11 +195,13 @@ class CellRun:
         """Snapshots at the window's edges (the storm's drop between), then /published."""
         window = self.window
         self.sleep_until(window["start_ns"], "warm-up", "warm-up")
+        self.relay_cpu = [process_cpu(self.relay)]
         self.start = snapshot(self.stats_urls, self.processes, self.redis)
         if self.cell.storm:
             self.storm = drop_everything(self)
         self.sleep_until(window["end_ns"], "measuring", "window")
         self.end = snapshot(self.stats_urls, self.processes, self.redis, stats_last=True)
+        self.relay_cpu.append(process_cpu(self.relay))
         if "published" not in self.unavailable:
             since, until = window["start_ns"], window["end_ns"]
             self.published = get_json(self.url + f"/published?since={since}&until={until}")
@@ -224,6 +249,8 @@ class CellRun:
             if self.locust is not None:
                 self.locust.stop()
         finally:  # a second Ctrl-C while Locust stops still stops the servers
+            if self.relay is not None:
+                self.relay.stop()
             for server in self.servers:
                 server.stop()
             if self.redis is not None:
@@ -245,13 +272,21 @@ class CellRun:
             self.start, self.end, queue, self.unavailable, self.idle_start, self.idle_end,
         )  # fmt: skip
         summary["contention"] = [] if self.config.target else contention(self.cell, self.cpus)
+        if self.relay is not None:
+            summary.update(network_figures(self.relay_cpu, self.start, self.end, self.merged))
+            summary["contention"].append(
+                f"the network emulator shared the load generator's core(s) "
+                f"{sorted(self.cpus.get('loadgen') or []) or 'all'} with Locust"
+            )
+        summary["network"] = self.cell.network_profile
         if self.storm is not None:
             summary["recovery"] = storm_figures(
                 self.storm, self.merged, self.start, self.end, self.window
             )
-        summary["server_errors"] = (
-            scan_logs({s.log_path.name: s.log_path for s in self.servers}) if self.servers else None
-        )
+        logs = {s.log_path.name: s.log_path for s in self.servers}
+        summary["server_errors"] = scan_logs(logs) if self.servers else None
+        if self.relay is not None:
+            summary["network_errors"] = scan_logs({"network.log": self.relay.log_path})
         summary["loadgen_errors"] = scan_logs({self.locust.log_path.name: self.locust.log_path})
         write_json(self.cell_dir / "summary.json", summary)
         return summary

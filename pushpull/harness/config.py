@@ -9,7 +9,7 @@ import itertools
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pushpull.core import transports, variants
+from pushpull.core import networks, transports, variants
 from pushpull.harness.mq import redacted
 
 SCENARIOS = ("broadcast", "chat")
@@ -41,6 +41,11 @@ class Cell:
     churn_downtime: float = 1.0  # seconds a client stays away
     resume: bool | None = None  # push clients ask for a replay (None: resumes by design / no churn)
     storm: bool = False  # every connection dropped at once mid-window (`pushpull storm`)
+    network: str | None = None  # a --network item (pushpull/core/networks.py); None: loopback
+
+    @property
+    def network_profile(self) -> dict | None:
+        return networks.parse(self.network) if self.network is not None else None
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -94,6 +99,7 @@ class BenchConfig:
     churn_downtime: float = 1.0
     resume: list[bool] = field(default_factory=lambda: [False])
     storm_at_s: float | None = None  # seconds into the window when every connection is dropped
+    networks: list[str | None] = field(default_factory=lambda: [None])  # None: loopback
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
@@ -128,8 +134,11 @@ class BenchConfig:
                     transport, clients, rate, interval, kind, procs, 1, self.scenario, pad,
                     self.loadgen_workers, servers, queue, churn,
                     self.churn_downtime if churn else 1.0, resume, self.storm_at_s is not None,
+                    network,
                 )
-                for interval, kind, resume in itertools.product(intervals, kinds, resumes)
+                for interval, kind, resume, network in itertools.product(
+                    intervals, kinds, resumes, self.networks
+                )
             )  # fmt: skip
         # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
         return [replace(cell, repeat=k) for k in range(1, self.repeat + 1) for cell in cells]

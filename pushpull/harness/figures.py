@@ -337,3 +337,18 @@ def server_error_text(errors: dict | None) -> str:
             more = errors["count"] - 1
             return f"; {name}: {found['first'][0]}" + (f" (+{more} more)" if more else "")
     return ""
+
+
+def network_figures(
+    cpu_s: list[float | None], start: Snapshot, end: Snapshot, merged: dict
+) -> dict:
+    """The network emulator's own cost in the window, never inside the server's or the load
+    generator's: its CPU per delivery and its share of one core."""
+    if len(cpu_s) != 2 or None in cpu_s:
+        return {"network_cpu_us_per_delivery": None, "network_cpu_percent": None}
+    used = cpu_s[1] - cpu_s[0]
+    wall_s = (end.t_ns - start.t_ns) / 1e9
+    return {
+        "network_cpu_us_per_delivery": per(used, merged["received"], 1e6),
+        "network_cpu_percent": round(100 * used / wall_s, 1) if wall_s > 0 else None,
+    }

@@ -21,8 +21,16 @@ LOCUSTFILE = PROJECT_ROOT / "loadtests" / "locustfile.py"
 
 
 def locust_command(
-    config: BenchConfig, cell: Cell, urls: list[str], cell_dir: Path, run_time_s: float
+    config: BenchConfig,
+    cell: Cell,
+    urls: list[str],
+    cell_dir: Path,
+    run_time_s: float,
+    clock_url: str | None = None,
 ) -> list[str]:
+    """`urls`: where the clients connect (the network emulator's listeners when the cell has a
+    network); `clock_url`: the server itself, whose /time the load generator reads without the
+    emulated network in between (an asymmetric delay would bias the offset by half its skew)."""
     url = urls[0]
     spread = ["--server-urls", ",".join(urls)] if len(urls) > 1 else []
     return [
@@ -45,6 +53,7 @@ def locust_command(
         "--measure", f"{config.duration:g}",
         "--drain", f"{config.drain_s(cell):g}",
         "--pushpull-out", str(cell_dir),
+        "--clock-url", clock_url or url,
         "--churn-every", f"{cell.churn_every:g}",
         "--churn-downtime", f"{cell.churn_downtime:g}",
         "--resume", "on" if cell.resume else "off",

@@ -1,0 +1,46 @@
+"""Starting the network emulator for a cell (pushpull/harness/relay.py) and reading its CPU.
+
+It runs as a child process like every other (pinned with the load generator, dying with the
+harness), in front of every server of the cell: one listener per server, on the address the
+servers bind, so Locust workers on other hosts reach the servers through it as local clients do.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pushpull.core.cputime import cpu_seconds
+from pushpull.harness.procs import HarnessError, Managed, wait_for_announce
+
+RELAY = "pushpull.harness.relay"
+
+
+def start_relay(
+    profile: dict, urls: list[str], host: str, cell_dir: Path, cpus: dict, deadline_s: float = 20
+) -> Managed:
+    command = [sys.executable, "-m", RELAY, "--host", host, "--network", json.dumps(profile)]
+    for url in urls:
+        command += ["--target", url.split("://", 1)[1].rstrip("/")]
+    relay = Managed("network emulator", command, cell_dir / "network.log", cpus.get("loadgen"))
+    try:
+        relay.announce = wait_for_announce(relay, deadline_s)
+    except BaseException:
+        relay.stop()
+        raise
+    return relay
+
+
+def relay_urls(relay: Managed) -> list[str]:
+    urls = relay.announce["listening"]
+    if not urls:
+        raise HarnessError(f"the network emulator announced no listener: {relay.log_tail()}")
+    return urls
+
+
+def process_cpu(relay: Managed | None) -> float | None:
+    """The emulator's CPU seconds so far (the kernel's count, as for the servers), or None."""
+    if relay is None:
+        return None
+    return cpu_seconds(relay.pid)[0]
