@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from analysis.churn import churn_notes
+from analysis.network import network_notes
 from analysis.storm import storm_notes
 from analysis.style import label, transport_order
 from pushpull.core import transports, variants
@@ -28,13 +29,15 @@ def times(a: float | None, b: float | None) -> str | None:
 
 
 def group_key(cell: dict) -> tuple:
-    return (cell.get("scenario", "broadcast"), cell["rate"], cell.get("payload_bytes", 0))
+    network = (cell.get("network") or {}).get("name", "")
+    return (cell.get("scenario", "broadcast"), cell["rate"], cell.get("payload_bytes", 0), network)
 
 
 def describe_group(key: tuple) -> str:
-    scenario, rate, payload = key
+    scenario, rate, payload, network = key
     cell = {"scenario": scenario, "rate": rate, "payload_bytes": payload}
-    return ", ".join([variants.load_words(cell), *variants.words(cell, {"payload_bytes"})])
+    words = [variants.load_words(cell), *variants.words(cell, {"payload_bytes"})]
+    return ", ".join(words + ([f"over {network}"] if network else []))
 
 
 def has_interval(transport: str) -> bool:
@@ -58,6 +61,7 @@ def findings(cells: list[dict], capacity: dict | None = None) -> list[str]:
         notes += short_poll_notes(groups[key], where)
     notes += churn_notes(cells)
     notes += storm_notes(cells)
+    notes += network_notes(cells)
     notes += completeness_notes(cells)
     notes += log_error_notes(cells)
     notes += rate_notes(cells)

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import heapq
 import json
 import math
 import os
@@ -39,12 +40,18 @@ import sys
 import time
 from collections import deque
 
+try:
+    import uvloop
+except ImportError:  # the relay still works on asyncio's own loop, more slowly
+    uvloop = None
+
 MSS = 1448  # bytes of payload in one TCP segment on a 1500-byte MTU
 RTO_MIN_S = 0.2  # Linux's minimum retransmission timeout
 HIGH_WATER = 1 << 20  # bytes a direction may hold before its source is paused
 LOW_WATER = HIGH_WATER // 4
-# epoll waits in whole milliseconds (rounded up), so a timer fires up to 1 ms late: the relay's
-# timers are set this much early and the last stretch is slept precisely (clock_nanosleep).
+# Event loops time in whole milliseconds (epoll's timeout, libuv's clock), so a timer fires up to
+# 1 ms late: the relay's timer is set this much early, the last stretch is slept precisely
+# (clock_nanosleep), and every due time is on time.monotonic(), never the loop's cached clock.
 EARLY_S = 0.0012
 PR_SET_TIMERSLACK = 29
 
@@ -52,8 +59,8 @@ PR_SET_TIMERSLACK = 29
 class Link:
     """One direction of one connection: the chunks in flight, each with the time it is due."""
 
-    def __init__(self, loop, network: dict, direction: str, opened: float, rng) -> None:
-        self.loop, self.rng = loop, rng
+    def __init__(self, scheduler, network: dict, direction: str, opened: float, rng) -> None:
+        self.scheduler, self.loop, self.rng = scheduler, scheduler.loop, rng
         self.delay_s = network[f"{direction}_delay_ms"] / 1000
         self.jitter_s = network["jitter_ms"] / 1000
         rate = network[f"{direction}_kbit"]
@@ -66,7 +73,7 @@ class Link:
         self.last_due = 0.0
         self.chunks: deque[tuple[float, bytes | None]] = deque()  # None: the end of the stream
         self.held = 0  # bytes in `chunks`
-        self.timer: asyncio.TimerHandle | None = None
+        self.scheduled = False  # its head chunk is in the scheduler's heap
         self.sink: asyncio.Transport | None = None
         self.source: asyncio.Transport | None = None
         self.paused = False
@@ -75,7 +82,7 @@ class Link:
 
     def push(self, data: bytes | None) -> None:
         """Take in what the source sent (None: it ended its side), due when the link says."""
-        now = self.loop.time()
+        now = time.monotonic()
         size = len(data) if data else 0
         start = max(now, self.transmit_free)
         self.transmit_free = start + size * self.seconds_per_byte
@@ -86,6 +93,10 @@ class Link:
             due += self.rto_s  # the retransmission, one RTO later
         due = max(due, self.last_due)  # in order: nothing overtakes what came before it
         self.last_due = due
+        if data and not self.chunks and due <= now and self.sink is not None:
+            if not self.sink.is_closing():  # due already (no delay): no timer, no queue
+                self.sink.write(data)
+            return
         self.chunks.append((due, data))
         self.held += size
         if self.held > HIGH_WATER and self.source is not None and not self.paused:
@@ -94,17 +105,14 @@ class Link:
         self.schedule()
 
     def schedule(self) -> None:
-        if self.timer is None and self.chunks and self.sink is not None:
-            self.timer = self.loop.call_at(self.chunks[0][0] - EARLY_S, self.deliver)
+        if not self.scheduled and self.chunks and self.sink is not None:
+            self.scheduled = True
+            self.scheduler.add(self.chunks[0][0], self)
 
-    def deliver(self) -> None:
+    def deliver(self, now: float) -> None:
         """Pass on every chunk that is due (the sink's kernel buffer takes it or asyncio holds
         it); pause the source while the sink is slow, as a full window would."""
-        self.timer = None
-        wait = self.chunks[0][0] - self.loop.time()
-        if wait > 0:
-            time.sleep(wait)  # at most EARLY_S: the timer was set that much early
-        now = self.loop.time()
+        self.scheduled = False
         sink = self.sink
         while self.chunks and self.chunks[0][0] <= now:
             _, data = self.chunks.popleft()
@@ -142,6 +150,46 @@ class Link:
                 self.sink.abort()
         if self.on_end is not None:
             self.on_end()
+
+
+class Scheduler:
+    """One timer for every link: a heap of the links whose head chunk is waiting, by due time.
+    It wakes EARLY_S before the earliest and sleeps the rest precisely, then passes on every
+    chunk due by then, across all connections (a broadcast's chunks go out in one pass)."""
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.heap: list[tuple[float, int, Link]] = []
+        self.count = 0  # ties keep their order of arrival
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+
+    def add(self, due: float, link: Link) -> None:
+        self.count += 1
+        heapq.heappush(self.heap, (due, self.count, link))
+        if due < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = due
+            self.timer = self.loop.call_later(max(0.0, due - EARLY_S - time.monotonic()), self.fire)
+
+    def fire(self) -> None:
+        self.timer, self.timer_at = None, math.inf
+        heap = self.heap
+        if not heap:  # a link added while the last pass ran was passed on in it
+            return
+        wait = heap[0][0] - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # at most EARLY_S: the timer was set that much early
+        now = time.monotonic()
+        while heap and heap[0][0] <= now:
+            _, _, link = heapq.heappop(heap)
+            link.deliver(now)
+        if heap:
+            self.timer_at = heap[0][0]
+            self.timer = self.loop.call_later(
+                max(0.0, self.timer_at - EARLY_S - time.monotonic()), self.fire
+            )
 
 
 class Side(asyncio.Protocol):
@@ -183,15 +231,17 @@ class Side(asyncio.Protocol):
 class Relay:
     """A listener relaying each accepted connection to `target` through its own pair of links."""
 
-    def __init__(self, network: dict, target: tuple[str, int], rng: random.Random) -> None:
-        self.network, self.target, self.rng = network, target, rng
+    def __init__(
+        self, network: dict, target: tuple[str, int], rng: random.Random, scheduler
+    ) -> None:
+        self.network, self.target, self.rng, self.scheduler = network, target, rng, scheduler
         self.connections = 0
 
     def accepted(self) -> asyncio.Protocol:
         loop = asyncio.get_running_loop()
-        opened = loop.time()
-        up = Link(loop, self.network, "up", opened, self.rng)
-        down = Link(loop, self.network, "down", opened, self.rng)
+        opened = time.monotonic()
+        up = Link(self.scheduler, self.network, "up", opened, self.rng)
+        down = Link(self.scheduler, self.network, "down", opened, self.rng)
         client = Side(up, down)
         self.connections += 1
         loop.create_task(self.connect(up, down, client))
@@ -226,9 +276,10 @@ async def serve(network: dict, targets: list[tuple[str, int]], host: str, seed: 
     tighten_timer_slack()
     loop = asyncio.get_running_loop()
     rng = random.Random(seed)
+    scheduler = Scheduler(loop)
     listeners = []
     for target in targets:
-        relay = Relay(network, target, rng)
+        relay = Relay(network, target, rng, scheduler)
         listeners.append(await loop.create_server(relay.accepted, host, 0, backlog=4096))
     urls = []
     for listener in listeners:
@@ -260,7 +311,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None, help="for jitter and loss draws")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve(args.network, args.target, args.host, args.seed))
+        run = serve(args.network, args.target, args.host, args.seed)
+        if uvloop is not None and os.environ.get("PUSHPULL_RELAY_LOOP") != "asyncio":
+            uvloop.run(run)  # the event loop in C (libuv): a few us a chunk instead of tens
+        else:
+            asyncio.run(run)
     except KeyboardInterrupt:
         pass
     sys.exit(0)

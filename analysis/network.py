@@ -1,0 +1,138 @@
+"""Runs over emulated networks (`--network`, docs/network.md): delivery latency against the
+network's round trip, per transport, with what theory predicts beside it; and the findings' words
+for what a user on each network waits.
+
+Theory (docs/network.md): over a one-way delay d down (and no jitter), a pushed event, and a
+long-poll held when the event is published, arrive d later than on loopback; a short poll's wait
+is uniform over its interval I, plus d: p50 = I/2 + d.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from analysis.results import Run  # noqa: E402
+from analysis.style import color, label, ms_text, rank, save_figure  # noqa: E402
+from pushpull.core import networks, transports  # noqa: E402
+
+LINESTYLES = {"p50": "-", "p99": "--"}
+
+
+def rtt_ms(cell: dict) -> float:
+    return (cell.get("network") or {}).get("rtt_ms", 0.0)
+
+
+def down_ms(cell: dict) -> float:
+    return (cell.get("network") or {}).get("down_delay_ms", 0.0)
+
+
+def network_name(cell: dict) -> str:
+    return (cell.get("network") or {}).get("name", networks.LOOPBACK)
+
+
+def periodic(transport: str) -> bool:
+    return "poll_interval" in transports.get(transport).dimensions
+
+
+def predicted_p50_ms(cell: dict, loopback: dict | None) -> float | None:
+    """Theory's p50 for `cell` from its transport's loopback cell (same clients and rate)."""
+    if periodic(cell["transport"]):
+        return (cell["poll_interval"] or 0) * 1000 / 2 + down_ms(cell)
+    if loopback is None or loopback["latency_us"]["p50"] is None:
+        return None
+    return loopback["latency_us"]["p50"] / 1000 + down_ms(cell)
+
+
+def network_cells(run: Run) -> list[dict]:
+    """The measured cells of a run that varied the network (else none: no chart)."""
+    cells = [c for c in run.points() if c["latency_us"]["count"]]
+    return cells if len({network_name(c) for c in cells}) > 1 else []
+
+
+def loopback_of(cell: dict, cells: list[dict]) -> dict | None:
+    for other in cells:
+        if (
+            other.get("network") is None
+            and other["transport"] == cell["transport"]
+            and other["clients"] == cell["clients"]
+            and other["rate"] == cell["rate"]
+            and other.get("poll_interval") == cell.get("poll_interval")
+        ):
+            return other
+    return None
+
+
+def plot_latency_vs_rtt(run: Run, out: Path) -> Path | None:
+    """p50 and p99 per transport against the network's round trip (loopback at 0), at the run's
+    largest client count; theory's p50 as a thin dotted line in the transport's colour."""
+    cells = network_cells(run)
+    if not cells:
+        return None
+    clients = max(c["clients"] for c in cells)
+    cells = [c for c in cells if c["clients"] == clients]
+    fig, ax = plt.subplots(figsize=(12, 5.6))
+    for transport in sorted({c["transport"] for c in cells}, key=rank):
+        mine = sorted((c for c in cells if c["transport"] == transport), key=rtt_ms)
+        x = [rtt_ms(c) for c in mine]
+        for stat in ("p50", "p99"):
+            y = [c["latency_us"][stat] / 1000 for c in mine]
+            ax.plot(x, y, LINESTYLES[stat], color=color(transport), marker="o", markersize=4)
+        theory = [(rtt_ms(c), predicted_p50_ms(c, loopback_of(c, mine))) for c in mine]
+        theory = [(xi, yi) for xi, yi in theory if yi is not None]
+        if theory:
+            ax.plot(*zip(*theory), ":", color=color(transport), linewidth=1.2, alpha=0.9)
+    names = sorted({(rtt_ms(c), network_name(c)) for c in cells})
+    ax.set_xticks([r for r, _ in names])
+    ax.set_xticklabels([f"{n}\n{r:g} ms" for r, n in names], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("network (its round trip, ms)")
+    ax.set_ylabel("delivery latency (ms, log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [
+        Line2D([], [], color=color(t), linewidth=2.5, label=label(t))
+        for t in sorted({c["transport"] for c in cells}, key=rank)
+    ]
+    handles += [
+        Line2D([], [], color="black", linestyle="-", label="p50 (solid)"),
+        Line2D([], [], color="black", linestyle="--", label="p99 (dashed)"),
+        Line2D([], [], color="black", linestyle=":", label="theory's p50 (dotted)"),
+    ]
+    ax.legend(handles=handles, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(
+        f"Delivery latency vs the network's round trip, {clients} clients\n"
+        f"each client on its own emulated link; {run.title_suffix()}",
+        fontsize=10.5,
+    )
+    fig.tight_layout()
+    path = out / "latency_vs_rtt.png"
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def network_notes(cells: list[dict]) -> list[str]:
+    """Per emulated network, what its users wait at p99, the slowest transport against the
+    fastest: 'On lte (70 ms round trip), 100 clients: an event reaches a long-poll client after
+    95 ms at p99, a plain WebSocket client after 36 ms.'"""
+    measured = [c for c in cells if c["latency_us"]["count"] and c.get("network")]
+    notes = []
+    for name in sorted({network_name(c) for c in measured}, key=lambda n: (len(n), n)):
+        mine = [c for c in measured if network_name(c) == name]
+        clients = max(c["clients"] for c in mine)
+        mine = [c for c in mine if c["clients"] == clients]
+        slow = max(mine, key=lambda c: c["latency_us"]["p99"])
+        fast = min(mine, key=lambda c: c["latency_us"]["p99"])
+        if slow is fast:
+            continue
+        notes.append(
+            f"On {name} ({rtt_ms(slow):g} ms round trip), {clients} clients: an event reaches a "
+            f"{label(slow['transport'])} client after {ms_text(slow['latency_us']['p99'])} ms at "
+            f"p99, a {label(fast['transport'])} client after {ms_text(fast['latency_us']['p99'])} ms."
+        )
+    return notes
