@@ -26,7 +26,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf capacity storm churn plot report compare gallery noise validate demo test test-all lint clean
+.PHONY: setup bench perf capacity storm churn plot report compare gallery networks noise validate demo test test-all lint clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -95,6 +95,18 @@ gallery: $(STAMP)
 	cp $(OUT)/latest/charts/latency_distribution.png docs/images/gallery-latency-distribution.png
 	cp $(OUT)/latest/charts/timeline.png docs/images/gallery-timeline.png
 	cp $(OUT)/latest/charts/cost_per_delivery.png docs/images/gallery-cost-per-delivery.png
+
+# The README's network figures (docs/network.md): every transport over loopback and four built-in
+# profiles at 100 clients, then long-poll against push where the round trip outlasts the gap
+# between events (3G's 300 ms against 7 events/s, a 143 ms gap). About 15 minutes.
+NET_CLIENTS ?= 100
+NETWORKS    ?= loopback,cable,lte,3gfast,3g
+networks: $(STAMP)
+	$(BIN)/pushpull bench --transports "$(call registry,all)" --clients "$(NET_CLIENTS)" \
+		--network "$(NETWORKS)" --duration 10 --out "$(OUT)"
+	cp $(OUT)/latest/charts/latency_vs_rtt.png docs/images/reference-latency-vs-rtt.png
+	$(BIN)/pushpull bench --transports "$(call registry,noise)" --clients "$(NET_CLIENTS)" \
+		--network 3g --rate 7 --duration 10 --out "$(OUT)"
 
 # The run-to-run noise band used by `pushpull compare` (docs/noise.md): repeat the cells.
 noise: $(STAMP)

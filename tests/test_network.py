@@ -77,14 +77,19 @@ def test_pushpull_networks_lists_every_profile_with_its_source():
 
 
 @contextmanager
-def echo_server():
-    """A TCP echo server on a free port: what it reads it writes back, and half-closes after."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def echo_server(in_two_writes: bool = False):
+    """A TCP echo server on a free port: what it reads it writes back (in two writes a moment
+    apart, as a server sends headers then body, if asked), and half-closes after."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
 
     def serve_one(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
             while data := conn.recv(65536):
+                if in_two_writes and len(data) > 10:
+                    conn.sendall(data[:10])
+                    time.sleep(0.002)
+                    data = data[10:]
                 conn.sendall(data)
             conn.shutdown(socket.SHUT_WR)
 
@@ -185,6 +190,35 @@ def test_a_rate_limit_takes_each_byte_its_transmission_time():
     assert 0.8 <= took < 2.5, took
 
 
+def test_many_connections_each_get_their_own_round_trip():
+    """20 connections in lock step over rtt=100ms with both directions rate-limited (3G's
+    rates), each echoing as soon as its answer comes (as long polls do): every round trip is
+    the emulated one. (One timer left armed early once slept the relay through 150 ms, and
+    long-poll over 3G came out at 590 ms where theory says 152.)"""
+    spec = "rtt=100ms/down=1600kbit/up=768kbit"
+    with echo_server(in_two_writes=True) as port, relay(port, spec) as relayed:
+        socks = [connect(relayed) for _ in range(20)]
+        times: list[list[float]] = [[] for _ in socks]
+
+        def ping_pong(k: int) -> None:
+            for _ in range(6):
+                sent = time.monotonic()
+                socks[k].sendall(b"p" * 228)
+                read_exactly(socks[k], 228)
+                times[k].append((time.monotonic() - sent) * 1000)
+
+        threads = [threading.Thread(target=ping_pong, args=(k,)) for k in range(len(socks))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        for sock in socks:
+            sock.close()
+    rounds = sorted(t for each in times for t in each[1:])  # the first includes the handshake
+    assert len(rounds) == 20 * 5
+    assert 100 <= rounds[0] and rounds[len(rounds) // 2] < 110 and rounds[-1] < 130, rounds
+
+
 # --- one cell per transport over a fixed delay ------------------------------------------------
 
 DELAY_MS = 20  # each way
@@ -218,3 +252,30 @@ def test_every_transport_moves_by_the_delay(reference_run, tmp_path):
             moved = p50_ms - base[cell["transport"]] / 1000
             assert DELAY_MS - 1 <= moved <= DELAY_MS + 4, (cell["name"], moved)
     assert not log_problems(cells), log_problems(cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_the_emulator_goes_with_the_harness(tmp_path, how):
+    """kill -9 (a crash: no finally runs) or Ctrl-C mid-sweep over a network: the emulator goes
+    with the servers and Locust, and nothing else of the run is left."""
+    import signal
+
+    import psutil
+
+    from tests.test_sweep import SWEEP, assert_all_gone, command_of, start_bench, wait_for_cells
+
+    process = start_bench(tmp_path, *SWEEP, "--network", "rtt=10ms", "--no-plot")
+    wait_for_cells(tmp_path, 1, process, timeout=120)
+    deadline = time.monotonic() + 60
+    while True:  # the next cell's emulator, server and Locust
+        children = psutil.Process(process.pid).children(recursive=True)
+        relays = [c for c in children if "pushpull.harness.relay" in command_of(c)]
+        if (relays and len(children) >= 3) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert relays, [command_of(c) for c in children]
+    process.send_signal(getattr(signal, how))
+    process.communicate(timeout=60)
+    assert process.returncode == (-9 if how == "SIGKILL" else 130)
+    assert_all_gone(children, tmp_path)

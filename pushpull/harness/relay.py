@@ -168,28 +168,33 @@ class Scheduler:
         self.count += 1
         heapq.heappush(self.heap, (due, self.count, link))
         if due < self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = due
-            self.timer = self.loop.call_later(max(0.0, due - EARLY_S - time.monotonic()), self.fire)
+            self.arm(due)
+
+    def arm(self, due: float) -> None:
+        """One timer, for `due` (less EARLY_S): the one set before is cancelled, never left to
+        fire early and sleep the loop through the wait."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = due
+        self.timer = self.loop.call_later(max(0.0, due - EARLY_S - time.monotonic()), self.fire)
 
     def fire(self) -> None:
         self.timer, self.timer_at = None, math.inf
         heap = self.heap
-        if not heap:  # a link added while the last pass ran was passed on in it
+        if not heap:
             return
         wait = heap[0][0] - time.monotonic()
+        if wait > EARLY_S:  # woken early (a clock's rounding): wait again, do not block the loop
+            self.arm(heap[0][0])
+            return
         if wait > 0:
-            time.sleep(wait)  # at most EARLY_S: the timer was set that much early
+            time.sleep(wait)  # at most EARLY_S
         now = time.monotonic()
         while heap and heap[0][0] <= now:
             _, _, link = heapq.heappop(heap)
             link.deliver(now)
-        if heap:
-            self.timer_at = heap[0][0]
-            self.timer = self.loop.call_later(
-                max(0.0, self.timer_at - EARLY_S - time.monotonic()), self.fire
-            )
+        if heap and heap[0][0] < self.timer_at:  # (a link added in this pass may have armed it)
+            self.arm(heap[0][0])
 
 
 class Side(asyncio.Protocol):

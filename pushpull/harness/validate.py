@@ -293,6 +293,100 @@ def poll_checks(out: Path, duration: float) -> list[dict]:
     return checks
 
 
+# --- 4. the networks' theory ------------------------------------------------------------------
+
+NETWORK_DURATION_S = 10.0  # 14 cells: the window of each
+NETWORK_RTT_MS = 100  # the fixed delay: 50 ms each way, no jitter, no rate
+NETWORK_CLIENTS = 50
+PUSH_TOLERANCE_MS = 3.0  # measured p50 - (loopback p50 + d), either way
+PERIODIC_TOLERANCE = 0.10  # a short poll's p50 against I/2 + d, of I
+BACKLOG_RTT_MS = 200  # a round trip longer than the gap between events (rate 7/s: 143 ms)
+BACKLOG_RATE = 7.0  # 2d / gap = 1.4: not a whole number, so the poll cycle drifts over the ticks
+BACKLOG_TOLERANCE = 0.10  # of the prediction
+
+
+def network_checks(out: Path, duration: float) -> list[dict]:
+    """Every transport over a fixed one-way delay d (and no jitter) against loopback, in one
+    run: push, and a long poll held when the event comes, arrive d later (p50 = loopback p50 +
+    d); a short poll's wait is uniform over its interval, then d: p50 = I/2 + d; requests per
+    delivery do not change. Then long-poll where the round trip 2d outlasts the gap between
+    events: each answer leaves as the next poll arrives, every 2d, so an event waits uniformly
+    over [0, 2d) at the server and d on the way: p50 = 2d, with 1 / (2d x rate) requests per
+    delivery (docs/network.md derives both)."""
+    d = NETWORK_RTT_MS / 2
+    cells = bench(
+        out / "network", "--transports", ",".join(transports.NAMES),
+        "--clients", str(NETWORK_CLIENTS), "--rate", "2", "--poll-interval", str(POLL_INTERVAL_S),
+        "--network", f"loopback,rtt={NETWORK_RTT_MS}ms", "--duration", str(duration),
+        "--grace", "1",
+    )  # fmt: skip
+    loop = {c["transport"]: c for c in cells if c["network"] is None}
+    checks = []
+    for cell in (c for c in cells if c["network"] is not None):
+        checks.append(delay_check(cell, loop.get(cell["transport"]), d))
+    checks += backlog_checks(out, duration)
+    return checks
+
+
+def delay_check(cell: dict, base: dict | None, d: float) -> dict:
+    transport = cell["transport"]
+    p50 = cell["latency_us"]["p50"] / 1000
+    if periodic(transport):
+        interval_ms = POLL_INTERVAL_S * 1000
+        expected, tolerance = interval_ms / 2 + d, PERIODIC_TOLERANCE * interval_ms
+        how = f"I/2 + d = {interval_ms / 2:g} + {d:g} ms"
+    else:
+        expected, tolerance = base["latency_us"]["p50"] / 1000 + d, PUSH_TOLERANCE_MS
+        how = f"loopback p50 + d = {base['latency_us']['p50'] / 1000:.2f} + {d:g} ms"
+    requests = cell.get("requests_per_delivery")
+    base_requests = base.get("requests_per_delivery") if base else None
+    same_requests = (
+        requests is None
+        or base_requests is None
+        or abs(requests - base_requests) <= 0.05 * base_requests + 0.01
+    )
+    return {
+        "check": f"{transport} over rtt={NETWORK_RTT_MS}ms (d = {d:g} ms each way): p50",
+        "measured": f"p50 {p50:.2f} ms; lost {cell['lost']} of {cell['expected']}"
+        + (f"; {requests:.3f} requests/delivery (loopback {base_requests:.3f})" if requests and base_requests else ""),
+        "expected": f"{how} = {expected:.2f} ms within {tolerance:g} ms; requests unchanged",
+        "ok": abs(p50 - expected) <= tolerance and cell["lost"] == 0 and same_requests,
+        "figures": {"p50_ms": p50, "predicted_ms": expected, "requests_per_delivery": requests,
+                    "loopback_requests_per_delivery": base_requests},
+    }  # fmt: skip
+
+
+def backlog_checks(out: Path, duration: float) -> list[dict]:
+    d = BACKLOG_RTT_MS / 2
+    polls = [t for t in POLLS if not periodic(t)]
+    cells = bench(
+        out / "network-backlog", "--transports", ",".join(polls),
+        "--clients", str(NETWORK_CLIENTS), "--rate", f"{BACKLOG_RATE:g}",
+        "--network", f"rtt={BACKLOG_RTT_MS}ms", "--duration", str(duration), "--grace", "1",
+    )  # fmt: skip
+    checks = []
+    for cell in cells:
+        p50 = cell["latency_us"]["p50"] / 1000
+        predicted = 2 * d
+        requests, predicted_requests = cell["requests_per_delivery"], 1000 / (2 * d * BACKLOG_RATE)
+        ok = (
+            abs(p50 - predicted) <= BACKLOG_TOLERANCE * predicted
+            and abs(requests - predicted_requests) <= BACKLOG_TOLERANCE * predicted_requests
+            and cell["lost"] == 0
+        )
+        checks.append({
+            "check": f"{cell['transport']} at {BACKLOG_RATE:g} events/s over rtt={BACKLOG_RTT_MS}ms "
+            f"(a gap of {1000 / BACKLOG_RATE:.0f} ms, shorter than the round trip): p50 and requests",
+            "measured": f"p50 {p50:.1f} ms, {requests:.3f} requests/delivery; lost {cell['lost']} of {cell['expected']}",
+            "expected": f"p50 = 2d = {predicted:g} ms, 1 / (2d x rate) = {predicted_requests:.3f} "
+            f"requests/delivery, each within {BACKLOG_TOLERANCE:.0%}; nothing lost (push: d = {d:g} ms)",
+            "ok": ok,
+            "figures": {"p50_ms": p50, "predicted_ms": predicted, "requests_per_delivery": requests,
+                        "predicted_requests": predicted_requests},
+        })  # fmt: skip
+    return checks
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -346,6 +440,7 @@ def run_validate(out: Path, trials: int, duration: float) -> int:
         ("intervals", lambda: interval_checks(trials)),
         ("delay and clock", lambda: clock_checks(folder, duration)),
         ("polling theory", lambda: poll_checks(folder, duration)),
+        ("network theory", lambda: network_checks(folder, min(duration, NETWORK_DURATION_S))),
     ):
         print(f"pushpull validate: {step} ...", flush=True)
         checks = part()
