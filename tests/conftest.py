@@ -287,7 +287,9 @@ def log_problems(cells: list[dict]) -> list[str]:
     the network emulator's, where the cell had one)."""
     problems = []
     for cell in cells:
-        keys = ["server_errors", "loadgen_errors"] + (["network_errors"] if cell.get("network") else [])
+        keys = ["server_errors", "loadgen_errors"] + (
+            ["network_errors"] if cell.get("network") else []
+        )
         for key in keys:
             found = cell.get(key)
             if found is None and key == "server_errors" and cell.get("target"):
