@@ -234,3 +234,38 @@ def test_demo_port_is_checked_before_anything_starts():
     result = pushpull("demo", "--port", "70000")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_browser
+def test_the_demo_over_a_network_shows_each_pane_late_by_it(tmp_path):
+    """`pushpull demo --network rtt=100ms`: the page and every pane behind 50 ms each way, so
+    every pane's p50 (measured in the browser, on the server's clock) grows by at least the
+    one-way delay, and short-poll by more; Ctrl-C stops the emulator with the server."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pushpull.cli", "demo", "--port", str(port), "--rate", "5",
+         "--network", "rtt=100ms"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"pushpull demo: open http://127.0.0.1:{port}/"), (
+            line + process.stderr.read()
+        )
+        assert "over rtt=100ms (100 ms)" in line, line
+        with Chromium(tmp_path / "profile", 1280, 900) as browser:
+            browser.navigate(line.split()[3])
+            browser.wait_for(
+                f"{PANES}.length === {len(NAMES)} && "
+                f"{PANES}.every(p => Number(p.dataset.received) >= 10)",
+                timeout=30,
+                what="10 events in every pane",
+            )
+            state = panes_state(browser)
+    finally:
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=15)
+    assert status == 0 and "Traceback" not in process.stderr.read()
+    for name, figures in state.items():
+        assert 50 <= figures["p50"] < 1_000, (name, figures)
+    assert refused(f"http://127.0.0.1:{port}/"), "the emulator outlived `pushpull demo`"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pushpull.core import networks
 from pushpull.harness.demo import MAX_RATE, main
 
 NAME = "demo"
@@ -25,6 +26,13 @@ def add_parser(commands) -> None:
         default=1.0,
         help=f"ticks per second at start, 0 to {MAX_RATE:g}; the page changes it (default 1)",
     )
+    demo.add_argument(
+        "--network",
+        type=network_value,
+        default=None,
+        help="put the page and every pane behind an emulated network: a built-in profile "
+        "(`pushpull networks`) or a spec, e.g. lte or rtt=100ms (default: none, loopback)",
+    )
     demo.set_defaults(run=run)
 
 
@@ -36,6 +44,14 @@ def port_value(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
     return value
+
+
+def network_value(text: str) -> str | None:
+    try:
+        profile = networks.parse(text)
+    except networks.NetworkSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return None if profile is None else profile["name"]
 
 
 def rate_value(text: str) -> float:

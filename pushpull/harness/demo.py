@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pushpull.core import transports
+from pushpull.core import networks, transports
 from pushpull.harness import procs
+from pushpull.harness.network import relay_urls, start_relay
 from pushpull.harness.procs import HarnessError, Managed, wait_for_announce, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,10 +86,12 @@ def main(args: argparse.Namespace) -> int:
         raise Stop
 
     previous = {sig: signal.signal(sig, raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    network = networks.parse(args.network) if getattr(args, "network", None) else None
+    relay = None
     with tempfile.TemporaryDirectory(prefix="pushpull-demo-") as folder:
         server = Managed(
             "servers.demo",
-            server_command(args.host, args.port, args.rate),
+            server_command(args.host, 0 if network else args.port, args.rate),
             Path(folder) / "server.log",
             cpus=None,
             cwd=ROOT,
@@ -97,16 +100,22 @@ def main(args: argparse.Namespace) -> int:
             try:
                 listening = wait_for_announce(server, deadline_s=20)["listening"]
                 wait_ready(server, listening, deadline_s=20)
+                if network is not None:  # the page and every pane behind the emulated network
+                    relay = start_relay(
+                        network, [listening], args.host, Path(folder), {}, port=args.port
+                    )
+                    listening = relay_urls(relay)[0]
             except HarnessError:
                 if server.alive():
-                    raise
+                    raise  # the server is up: the emulator failed, and says why in one line
                 print(
                     f"pushpull demo: error: {failure_line(server, args.host, args.port)}",
                     file=sys.stderr,
                 )
                 return 1
+            over = f", over {networks.describe(network)}" if network else ""
             print(
-                f"pushpull demo: open {page_url(listening, args.host)}  (Ctrl-C stops it)",
+                f"pushpull demo: open {page_url(listening, args.host)}  (Ctrl-C stops it{over})",
                 flush=True,
             )
             if not loopback(args.host):
@@ -126,6 +135,8 @@ def main(args: argparse.Namespace) -> int:
             print("pushpull demo: stopped", file=sys.stderr)
             return 0
         finally:
+            if relay is not None:
+                relay.stop()
             server.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -18,9 +18,18 @@ RELAY = "pushpull.harness.relay"
 
 
 def start_relay(
-    profile: dict, urls: list[str], host: str, cell_dir: Path, cpus: dict, deadline_s: float = 20
+    profile: dict,
+    urls: list[str],
+    host: str,
+    cell_dir: Path,
+    cpus: dict,
+    deadline_s: float = 20,
+    port: int = 0,
 ) -> Managed:
+    """The emulator in front of `urls`, listening on `host` (the first listener on `port`, 0:
+    a free one), its log in cell_dir/network.log; started when it has announced itself."""
     command = [sys.executable, "-m", RELAY, "--host", host, "--network", json.dumps(profile)]
+    command += ["--port", str(port)]
     for url in urls:
         command += ["--target", url.split("://", 1)[1].rstrip("/")]
     relay = Managed("network emulator", command, cell_dir / "network.log", cpus.get("loadgen"))

@@ -277,7 +277,9 @@ def tighten_timer_slack() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
 
-async def serve(network: dict, targets: list[tuple[str, int]], host: str, seed: int | None) -> None:
+async def serve(
+    network: dict, targets: list[tuple[str, int]], host: str, seed: int | None, port: int = 0
+) -> None:
     tighten_timer_slack()
     loop = asyncio.get_running_loop()
     rng = random.Random(seed)
@@ -285,7 +287,8 @@ async def serve(network: dict, targets: list[tuple[str, int]], host: str, seed: 
     listeners = []
     for target in targets:
         relay = Relay(network, target, rng, scheduler)
-        listeners.append(await loop.create_server(relay.accepted, host, 0, backlog=4096))
+        first = port if not listeners else 0
+        listeners.append(await loop.create_server(relay.accepted, host, first, backlog=4096))
     urls = []
     for listener in listeners:
         port = listener.sockets[0].getsockname()[1]
@@ -314,9 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--network", type=json.loads, required=True, help="the profile, as JSON")
     parser.add_argument("--seed", type=int, default=None, help="for jitter and loss draws")
+    parser.add_argument("--port", type=int, default=0, help="the first listener's port (0: free)")
     args = parser.parse_args(argv)
     try:
-        run = serve(args.network, args.target, args.host, args.seed)
+        run = serve(args.network, args.target, args.host, args.seed, args.port)
         if uvloop is not None and os.environ.get("PUSHPULL_RELAY_LOOP") != "asyncio":
             uvloop.run(run)  # the event loop in C (libuv): a few us a chunk instead of tens
         else:
