@@ -252,31 +252,3 @@ def test_every_transport_moves_by_the_delay(reference_run, tmp_path):
             moved = p50_ms - base[cell["transport"]] / 1000
             assert DELAY_MS - 1 <= moved <= DELAY_MS + 4, (cell["name"], moved)
     assert not log_problems(cells), log_problems(cells)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("how", ["SIGKILL"])
-def test_the_emulator_goes_with_the_harness(tmp_path, how):
-    """kill -9 (a crash: no finally runs) mid-sweep over a network: the emulator goes with the
-    servers and Locust, and nothing else of the run is left (Ctrl-C stops it in the cell's
-    `finally` with the rest, as tests/test_sweep.py's Ctrl-C tests check for every child)."""
-    import signal
-
-    import psutil
-
-    from tests.test_sweep import SWEEP, assert_all_gone, command_of, start_bench, wait_for_cells
-
-    process = start_bench(tmp_path, *SWEEP, "--network", "rtt=10ms", "--no-plot")
-    wait_for_cells(tmp_path, 1, process, timeout=120)
-    deadline = time.monotonic() + 60
-    while True:  # the next cell's emulator, server and Locust
-        children = psutil.Process(process.pid).children(recursive=True)
-        relays = [c for c in children if "pushpull.harness.relay" in command_of(c)]
-        if (relays and len(children) >= 3) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert relays, [command_of(c) for c in children]
-    process.send_signal(getattr(signal, how))
-    process.communicate(timeout=60)
-    assert process.returncode == (-9 if how == "SIGKILL" else 130)
-    assert_all_gone(children, tmp_path)

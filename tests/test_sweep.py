@@ -207,8 +207,11 @@ def command_of(process: psutil.Process) -> str:
 
 @pytest.mark.slow
 def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
-    """kill -9 mid-sweep, with Locust as a master and two workers: the server, master and workers go."""
-    process = start_bench(tmp_path, *SWEEP, "--loadgen-procs", "2", "--no-plot")
+    """kill -9 mid-sweep, with Locust as a master and two workers and the clients behind the
+    network emulator: the server, the emulator, the master and the workers go."""
+    process = start_bench(
+        tmp_path, *SWEEP, "--loadgen-procs", "2", "--network", "rtt=10ms", "--no-plot"
+    )
     wait_for_cells(tmp_path, 1, process, timeout=120)
     deadline = time.monotonic() + 60
     while True:  # with --processes 2 Locust forks two workers: its command line, three times
@@ -217,7 +220,10 @@ def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
         if len(locusts) == 3 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert len(locusts) == 3 and len(children) == 4, [command_of(c) for c in children]
+    relays = [c for c in children if "pushpull.harness.relay" in command_of(c)]
+    assert len(locusts) == 3 and len(relays) == 1 and len(children) == 5, [
+        command_of(c) for c in children
+    ]
     process.send_signal(signal.SIGKILL)  # a crash: no finally blocks run
     process.communicate(timeout=30)
     assert_all_gone(children, tmp_path)
