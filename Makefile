@@ -123,12 +123,12 @@ validate: $(STAMP)
 demo: setup
 	$(BIN)/pushpull demo --port "$(DEMO_PORT)"
 
-# The fast tier (about 4 minutes on 2 cores): every transport's protocol, the smoke sweep over
+# The fast tier (about 3.5 minutes on 2 cores): every transport's protocol, the smoke sweep over
 # every transport, the rules, the report and compare, the browser demo.
 test: setup
 	$(BIN)/python -m pytest -m "not slow"
 
-# Everything (what .ci/run calls, under 10 minutes): the fast tier plus the tests marked slow.
+# Everything (what .ci/run calls, 9-9.5 minutes here): the fast tier plus the tests marked slow.
 test-all: setup
 	$(BIN)/python -m pytest
 
