@@ -186,8 +186,7 @@ def plot_polling_vs_interval(run: Run, out: Path) -> Path | None:
     cells = [
         c
         for c in run.points()
-        if "poll_interval" in transports.get(c["transport"]).dimensions
-        and c.get("requests_per_delivery")
+        if transports.get(c["transport"]).periodic and c.get("requests_per_delivery")
     ]
     intervals = sorted({c["poll_interval"] for c in cells})
     if len(intervals) < 2:

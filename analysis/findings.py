@@ -41,7 +41,7 @@ def describe_group(key: tuple) -> str:
 
 
 def has_interval(transport: str) -> bool:
-    return "poll_interval" in transports.get(transport).dimensions
+    return transports.get(transport).periodic
 
 
 def findings(cells: list[dict], capacity: dict | None = None) -> list[str]:

@@ -18,10 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
-from analysis.style import color, label, ms_text, rank, save_figure  # noqa: E402
+from analysis.style import LINESTYLES, color, label, ms_text, rank, save_figure  # noqa: E402
 from pushpull.core import networks, transports  # noqa: E402
-
-LINESTYLES = {"p50": "-", "p99": "--"}
 
 
 def rtt_ms(cell: dict) -> float:
@@ -36,13 +34,9 @@ def network_name(cell: dict) -> str:
     return (cell.get("network") or {}).get("name", networks.LOOPBACK)
 
 
-def periodic(transport: str) -> bool:
-    return "poll_interval" in transports.get(transport).dimensions
-
-
 def predicted_p50_ms(cell: dict, loopback: dict | None) -> float | None:
     """Theory's p50 for `cell` from its transport's loopback cell (same clients and rate)."""
-    if periodic(cell["transport"]):
+    if transports.get(cell["transport"]).periodic:
         return (cell["poll_interval"] or 0) * 1000 / 2 + down_ms(cell)
     if loopback is None or loopback["latency_us"]["p50"] is None:
         return None

@@ -23,7 +23,16 @@ from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.churn import plot_churn  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.network import plot_latency_vs_rtt  # noqa: E402
-from analysis.results import PlotError, Run, load_run, series_key, series_label  # noqa: E402
+from analysis.results import (  # noqa: E402
+    NETWORK,
+    PlotError,
+    Run,
+    load_run,
+    network_panels,
+    on_network,
+    series_key,
+    series_label,
+)
 from analysis.scaleout import plot_scaleout  # noqa: E402
 from analysis.storm import plot_storm  # noqa: E402
 from analysis.style import LINESTYLES, color, minor_2_5, plain_number, rank, save_figure  # noqa: E402
@@ -38,39 +47,50 @@ VARIANT_MARKERS = [("o", "^"), ("s", "v"), ("D", "P"), ("X", "*")]
 
 def plot_latency_vs_clients(run: Run, out: Path) -> Path:
     """(a) p50 and p99 delivery latency against client count, one colour per transport; hollow
-    markers where the load generator was the bottleneck; the websocket floor as a line."""
-    rates = sorted({c["rate"] for c in run.points()})
+    markers where the load generator was the bottleneck; the websocket floor as a line. A panel
+    per publish rate, and per network when the run varied it."""
+    nets = network_panels(run)
+    panels = [(rate, net) for rate in sorted({c["rate"] for c in run.points()}) for net in nets]
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(
-        1, len(rates), figsize=(8.0 * len(rates), 5.4), squeeze=False, sharey=True
+        rows, cols, figsize=(8.0 * cols, 5.4 * rows), squeeze=False, sharey=True
     )
-    keys = sorted(
-        {series_key(c, run) for c in run.points() if c["latency_us"]["count"]},
-        key=lambda k: (rank(k[0]), k[1]),
-    )
+    measured = [c for c in run.points() if c["latency_us"]["count"]]
+    keys = sorted({series_key(c, run, NETWORK) for c in measured}, key=lambda k: (rank(k[0]), k[1]))
     markers: dict[tuple, tuple[str, str]] = {}
     for key in keys:
         taken = sum(1 for k in markers if k[0] == key[0])
         markers[key] = VARIANT_MARKERS[taken % len(VARIANT_MARKERS)]
     any_bound = False
     floor = (run.manifest.get("floor") or {}).get("one_way_us")
-    for ax, rate in zip(axes[0], rates):
+    for ax, (rate, net) in zip(axes.flat, panels):
         for key in keys:
             cells = sorted(
                 (
                     c
-                    for c in run.points()
-                    if c["rate"] == rate and c["latency_us"]["count"] and series_key(c, run) == key
+                    for c in measured
+                    if c["rate"] == rate
+                    and on_network(c, net)
+                    and series_key(c, run, NETWORK) == key
                 ),
                 key=lambda c: c["clients"],
             )
             if cells:
                 any_bound |= draw_series(ax, cells, key[0], markers[key])
-        if floor:
+        if floor and net is None:
             draw_floor(ax, floor)
         format_clients_axes(ax, rate, sorted({c["clients"] for c in run.points()}))
-    axes[0][0].set_ylabel("delivery latency (ms, log scale)")
+        if len(nets) > 1:
+            ax.set_title(f"publish rate {rate:g} events/s, over {net or 'loopback'}", fontsize=10)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("delivery latency (ms, log scale)")
     handles = legend_handles(keys, markers, any_bound)
-    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8.5, framealpha=0.9)
+    axes.flat[len(panels) - 1].legend(
+        handles=handles, loc="lower right", fontsize=8.5, framealpha=0.9
+    )
     fig.suptitle(
         f"Delivery latency (publish to each client's receipt) vs clients\n{run.title_suffix()}",
         fontsize=11,
@@ -193,23 +213,24 @@ def percentile_spectrum(histogram) -> tuple[list[float], list[float]]:
 
 def plot_distributions(run: Run, out: Path) -> Path:
     """(b) per client count, the latency distributions of all transports overlaid."""
-    clients = sorted({c["clients"] for c in run.points()})
-    cols = min(len(clients), 3)
-    rows = math.ceil(len(clients) / cols)
+    nets = network_panels(run)
+    panels = [(n, net) for n in sorted({c["clients"] for c in run.points()}) for net in nets]
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(6.0 * cols, 4.6 * rows), squeeze=False, sharey=True
     )
     most = max((c["latency_us"]["count"] for c in run.points()), default=2)
-    for ax, n in zip(axes.flat, clients):
+    for ax, (n, net) in zip(axes.flat, panels):
         for cell in sorted(
-            (c for c in run.points() if c["clients"] == n),
+            (c for c in run.points() if c["clients"] == n and on_network(c, net)),
             key=lambda c: rank(c["transport"]),
         ):
             histogram = run.histogram(cell)
             if histogram is None or histogram.get_total_count() == 0:
                 continue
             xs, ys = percentile_spectrum(histogram)
-            name = series_label(series_key(cell, run))
+            name = series_label(series_key(cell, run, NETWORK))
             if len({c["rate"] for c in run.points()}) > 1:
                 name += f" @ {cell['rate']:g}/s"
             ax.plot(xs, ys, color=color(cell["transport"]), linewidth=1.8, label=name)
@@ -222,10 +243,12 @@ def plot_distributions(run: Run, out: Path) -> Path:
         ax.yaxis.set_minor_formatter(FuncFormatter(minor_2_5))
         ax.set_xlim(1, max(most, 10))
         ax.set_xlabel("percentile (log scale of 1/(1-q))")
-        ax.set_title(f"{n} clients", fontsize=10)
+        ax.set_title(
+            f"{n} clients" + (f", over {net or 'loopback'}" if len(nets) > 1 else ""), fontsize=10
+        )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    for ax in axes.flat[len(clients) :]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel("delivery latency (ms, log scale)")

@@ -66,10 +66,27 @@ def load_run(path: Path) -> Run:
     return Run(Path(path).resolve(), manifest, summary)
 
 
-def series_key(cell: dict, run: Run) -> tuple:
+def series_key(cell: dict, run: Run, facets: frozenset[str] = frozenset()) -> tuple:
     """Cells drawn on one line: same transport, and the same variant of every dimension the run
-    varied (poll interval, client, Locust processes, payload...; see pushpull/core/variants.py)."""
-    return variants.series_key(cell, variants.series_fields(run.cells))
+    varied (poll interval, client, Locust processes, payload...; see pushpull/core/variants.py),
+    but those of `facets`, which a chart draws as panels of their own."""
+    return variants.series_key(cell, variants.series_fields(run.cells) - facets)
+
+
+NETWORK = frozenset({"network"})  # a chart drawn per network: one panel each
+
+
+def network_panels(run: Run) -> list[str | None]:
+    """The networks of a run, by round trip (loopback, None, first): [None] when it has one."""
+    found = {}
+    for cell in run.points():
+        profile = cell.get("network")
+        found[profile["name"] if profile else None] = profile["rtt_ms"] if profile else -1.0
+    return sorted(found, key=lambda name: found[name]) if len(found) > 1 else [None]
+
+
+def on_network(cell: dict, name: str | None) -> bool:
+    return ((cell.get("network") or {}).get("name")) == name
 
 
 def series_label(key: tuple) -> str:

@@ -112,7 +112,7 @@ class Streams:
     def messages(self, cursor: int, sock) -> Iterator[str]:
         """The welcome, the events after `cursor` (a resume's replay first), then every later
         event as it is published, with a keep-alive comment every SSE_KEEPALIVE_S of quiet."""
-        log, counters = self.log, self.counters
+        log, counters, frame = self.log, self.counters, self.frame
         counters.clients += 1
         state = [cursor, sock]
         self.open[id(state)] = state
@@ -123,7 +123,7 @@ class Streams:
             while True:
                 if found:
                     counters.events_sent += len(found)
-                    yield "".join(self.frame(text) for text in found)
+                    yield "".join(map(frame, found))
                     state[0] = cursor  # the write returned: the client took it
                 found, _ = log.since(cursor)
                 if not found:

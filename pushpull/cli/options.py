@@ -137,8 +137,9 @@ def build_config(args: argparse.Namespace, *, first_only: tuple[str, ...] = (), 
     kw: dict = {"transports": chosen}
     if "server_procs" in given:
         kw.update(deployment(args))
+    kw.update(load(args))
     if "loadgen_workers" in given:
-        kw.update(workers(args, kw))
+        kw.update(workers(args, kw["loadgen_procs"]))
     if "client" in given:
         kw["client_kinds"] = values.parse_client_kinds(args.client, chosen)
     if "churn_every" in given:
@@ -147,7 +148,6 @@ def build_config(args: argparse.Namespace, *, first_only: tuple[str, ...] = (), 
         kw["churn_downtime"] = values.bounded_float(
             "--churn-downtime", args.churn_downtime, "seconds away", "1", 0.0, 600.0, low_open=False
         )
-    kw.update(load(args))
     kw["out"] = preflight.check_out_dir(args.out)
     kw["allow_concurrent"] = args.allow_concurrent
     for name in first_only:
@@ -190,9 +190,8 @@ def deployment(args: argparse.Namespace) -> dict:
     }
 
 
-def workers(args: argparse.Namespace, kw: dict) -> dict:
-    """--loadgen-workers and where their master listens."""
-    loadgen_procs = values.parse_loadgen_procs(args.loadgen_procs)
+def workers(args: argparse.Namespace, loadgen_procs: list[int]) -> dict:
+    """--loadgen-workers and where their master listens (`loadgen_procs`: --loadgen-procs)."""
     return {
         "loadgen_workers": values.parse_workers(args.loadgen_workers, loadgen_procs),
         "master_host": args.master_host,

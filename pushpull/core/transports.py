@@ -73,6 +73,11 @@ class Transport:
     demo: bool = True  # a pane in `make demo` (its browser client: servers/demo_static/demo.js)
 
     @property
+    def periodic(self) -> bool:
+        """Whether its clients poll on a period (`--poll-interval`): short-poll."""
+        return "poll_interval" in self.dimensions
+
+    @property
     def default_client(self) -> str:
         return next(iter(self.clients))
 

@@ -59,7 +59,7 @@ VARIANTS: tuple[Variant, ...] = (
             lambda c: "with resume" if c["resume"] else "without resume"),
     Variant("storm", False, lambda c: "storm", lambda c: "storm"),
     Variant("network", None, lambda c: "n-" + networks.slug(network_of(c)),
-            lambda c: networks.describe(network_of(c)), key=_network_key),
+            lambda c: f"over {network_of(c)['name']}", key=_network_key),
     Variant("repeat", 1, lambda c: f"rep{c['repeat']}", lambda c: f"repeat {c['repeat']}",
             splits_series=False),
 )  # fmt: skip

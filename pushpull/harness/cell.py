@@ -36,7 +36,7 @@ from pushpull.harness.figures import (
 from pushpull.harness.locust import locust_command, wait_for, wait_for_files
 from pushpull.harness.logscan import scan_logs
 from pushpull.harness.mq import QueueUnavailable, Redis
-from pushpull.harness.network import process_cpu, relay_urls, start_relay
+from pushpull.harness.network import process_cpu, start_relay
 from pushpull.harness.procs import (
     HarnessError,
     Managed,
@@ -149,8 +149,9 @@ class CellRun:
         profile = self.cell.network_profile
         if profile is None:
             return
-        self.relay = start_relay(profile, self.urls, self.config.host, self.cell_dir, self.cpus)
-        self.client_urls = relay_urls(self.relay)
+        self.relay, self.client_urls = start_relay(
+            profile, self.urls, self.config.host, self.cell_dir, self.cpus
+        )
 
     def measure_idle(self) -> None:
         """The server's idle cost (publisher, hub; no clients), at the same rate and placement,

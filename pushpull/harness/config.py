@@ -118,7 +118,7 @@ class BenchConfig:
             if servers > 1 and queue is None:
                 continue  # several processes share one stream only through a queue
             spec = transports.get(transport)
-            intervals = self.poll_intervals if "poll_interval" in spec.dimensions else [None]
+            intervals = self.poll_intervals if spec.periodic else [None]
             kinds = list(
                 dict.fromkeys(
                     None if kind == spec.default_client else kind
@@ -145,7 +145,7 @@ class BenchConfig:
 
     def polled_intervals(self) -> list[float]:
         """The short-poll intervals in use: none unless a chosen transport polls on a period."""
-        if any("poll_interval" in transports.get(t).dimensions for t in self.transports):
+        if any(transports.get(t).periodic for t in self.transports):
             return self.poll_intervals
         return []
 

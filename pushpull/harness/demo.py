@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pushpull.core import networks, transports
 from pushpull.harness import procs
-from pushpull.harness.network import relay_urls, start_relay
+from pushpull.harness.network import start_relay
 from pushpull.harness.procs import HarnessError, Managed, wait_for_announce, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,10 +101,9 @@ def main(args: argparse.Namespace) -> int:
                 listening = wait_for_announce(server, deadline_s=20)["listening"]
                 wait_ready(server, listening, deadline_s=20)
                 if network is not None:  # the page and every pane behind the emulated network
-                    relay = start_relay(
+                    relay, (listening,) = start_relay(
                         network, [listening], args.host, Path(folder), {}, port=args.port
                     )
-                    listening = relay_urls(relay)[0]
             except HarnessError:
                 if server.alive():
                     raise  # the server is up: the emulator failed, and says why in one line

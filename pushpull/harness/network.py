@@ -25,27 +25,23 @@ def start_relay(
     cpus: dict,
     deadline_s: float = 20,
     port: int = 0,
-) -> Managed:
+) -> tuple[Managed, list[str]]:
     """The emulator in front of `urls`, listening on `host` (the first listener on `port`, 0:
-    a free one), its log in cell_dir/network.log; started when it has announced itself."""
+    a free one), its log in cell_dir/network.log, once it has announced itself: the process
+    and the URLs the clients connect to, one per target."""
     command = [sys.executable, "-m", RELAY, "--host", host, "--network", json.dumps(profile)]
     command += ["--port", str(port)]
     for url in urls:
         command += ["--target", url.split("://", 1)[1].rstrip("/")]
     relay = Managed("network emulator", command, cell_dir / "network.log", cpus.get("loadgen"))
     try:
-        relay.announce = wait_for_announce(relay, deadline_s)
+        urls = wait_for_announce(relay, deadline_s)["listening"]
+        if not urls:
+            raise HarnessError(f"the network emulator announced no listener: {relay.log_tail()}")
     except BaseException:
         relay.stop()
         raise
-    return relay
-
-
-def relay_urls(relay: Managed) -> list[str]:
-    urls = relay.announce["listening"]
-    if not urls:
-        raise HarnessError(f"the network emulator announced no listener: {relay.log_tail()}")
-    return urls
+    return relay, urls
 
 
 def process_cpu(relay: Managed | None) -> float | None:

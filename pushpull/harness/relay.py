@@ -60,7 +60,7 @@ class Link:
     """One direction of one connection: the chunks in flight, each with the time it is due."""
 
     def __init__(self, scheduler, network: dict, direction: str, opened: float, rng) -> None:
-        self.scheduler, self.loop, self.rng = scheduler, scheduler.loop, rng
+        self.scheduler, self.rng = scheduler, rng
         self.delay_s = network[f"{direction}_delay_ms"] / 1000
         self.jitter_s = network["jitter_ms"] / 1000
         rate = network[f"{direction}_kbit"]
@@ -240,7 +240,6 @@ class Relay:
         self, network: dict, target: tuple[str, int], rng: random.Random, scheduler
     ) -> None:
         self.network, self.target, self.rng, self.scheduler = network, target, rng, scheduler
-        self.connections = 0
 
     def accepted(self) -> asyncio.Protocol:
         loop = asyncio.get_running_loop()
@@ -248,7 +247,6 @@ class Relay:
         up = Link(self.scheduler, self.network, "up", opened, self.rng)
         down = Link(self.scheduler, self.network, "down", opened, self.rng)
         client = Side(up, down)
-        self.connections += 1
         loop.create_task(self.connect(up, down, client))
         return client
 

@@ -63,7 +63,7 @@ CLOCK_TRANSPORT = "websocket"
 
 def periodic(name: str) -> bool:
     """Whether the transport polls on a period (short-poll), rather than being held."""
-    return "poll_interval" in transports.get(name).dimensions
+    return transports.get(name).periodic
 
 
 # --- 1. intervals on synthetic data ----------------------------------------------------------
