@@ -51,7 +51,7 @@ def test_two_server_processes_on_redis_for_every_transport_family(tmp_path):
     over both, every delivery accounted for, and the queue's CPU counted in the server's."""
     result = pushpull(
         "bench", "--transports", "socketio,websocket,sse", "--clients", "8",
-        "--server-procs", "2", "--message-queue", REDIS_URL, "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0",
+        "--server-procs", "2", "--message-queue", REDIS_URL, "--rate", "10", "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0",
         "--no-plot", "--out", str(tmp_path), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
@@ -73,7 +73,9 @@ def test_two_server_processes_on_redis_for_every_transport_family(tmp_path):
         # the harness spreads clients in turn: 4 on each process, each sent half the events
         assert [end["clients"] for end in stats["window_end"]] == [4, 4], (name, stats)
         assert len(sent) == 2 and abs(sent[0] - sent[1]) <= 0.15 * sum(sent), (name, sent)
-        assert sum(sent) >= cell["received"] * 0.9, (name, sent)
+        # a process's counter may miss one event's fan-out at each window edge (it was in flight
+        # when /stats was read): at most 2 events x 4 clients per process (CI saw 28 of 32 at 2/s)
+        assert sum(sent) >= cell["received"] - 2 * 2 * 4, (name, sent, cell["received"])
         assert {s["queue"]["channel"] for s in stats["window_end"]} == {
             stats["window_end"][0]["queue"]["channel"]
         }
