@@ -4,7 +4,9 @@ for what a user on each network waits.
 
 Theory (docs/network.md): over a one-way delay d down (and no jitter), a pushed event, and a
 long-poll held when the event is published, arrive d later than on loopback; a short poll's wait
-is uniform over its interval I, plus d: p50 = I/2 + d.
+is uniform over its interval I, plus d: p50 = I/2 + d. A new client's first connect waits the
+round trips of its transport's handshake (the registry's `connect_round_trips`) on top of its
+loopback time.
 """
 
 from __future__ import annotations
@@ -62,14 +64,87 @@ def loopback_of(cell: dict, cells: list[dict]) -> dict | None:
     return None
 
 
+def predicted_connect_ms(cell: dict, loopback: dict | None) -> float | None:
+    """Theory's first-connect p50: loopback's plus the handshake's round trips."""
+    if loopback is None or not (loopback.get("first_connect_us") or {}).get("p50"):
+        return None
+    trips = len(transports.get(cell["transport"]).connect_round_trips)
+    return loopback["first_connect_us"]["p50"] / 1000 + trips * rtt_ms(cell)
+
+
+def largest_clients(run: Run) -> tuple[int, list[dict]]:
+    """The network cells at the run's largest client count (the charts' cells)."""
+    cells = network_cells(run)
+    if not cells:
+        return 0, []
+    clients = max(c["clients"] for c in cells)
+    return clients, [c for c in cells if c["clients"] == clients]
+
+
+def network_axis(ax, cells: list[dict]) -> None:
+    """The x axis: one tick per network, named, at its round trip."""
+    names = sorted({(rtt_ms(c), network_name(c)) for c in cells})
+    ax.set_xticks([r for r, _ in names])
+    ax.set_xticklabels([f"{n}\n{r:g} ms" for r, n in names], fontsize=8)
+    ax.set_xlabel("network (its round trip, ms)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot_connect_vs_rtt(run: Run, out: Path) -> Path | None:
+    """Each transport's first connect (begun -> welcome, p50 and p99) against the network's round
+    trip; theory's p50 (loopback + the handshake's round trips) dotted in the transport's colour."""
+    clients, cells = largest_clients(run)
+    cells = [c for c in cells if (c.get("first_connect_us") or {}).get("count")]
+    if not cells:
+        return None
+    fig, ax = plt.subplots(figsize=(12, 5.6))
+    order = sorted({c["transport"] for c in cells}, key=rank)
+    for transport in order:
+        mine = sorted((c for c in cells if c["transport"] == transport), key=rtt_ms)
+        for stat in ("p50", "p99"):
+            y = [c["first_connect_us"][stat] / 1000 for c in mine]
+            ax.plot([rtt_ms(c) for c in mine], y, LINESTYLES[stat], color=color(transport),
+                    marker="o", markersize=4)  # fmt: skip
+        theory = [(rtt_ms(c), predicted_connect_ms(c, loopback_of(c, mine))) for c in mine]
+        theory = [(xi, yi) for xi, yi in theory if yi is not None]
+        if theory:
+            ax.plot(*zip(*theory), ":", color=color(transport), linewidth=1.2, alpha=0.9)
+    network_axis(ax, cells)
+    ax.set_ylabel("first connect to welcome (ms)")
+    handles = [
+        Line2D([], [], color=color(t), linewidth=2.5,
+               label=f"{label(t)}: {len(transports.get(t).connect_round_trips)} round trips")
+        for t in order
+    ]  # fmt: skip
+    handles += theory_handles()
+    ax.legend(handles=handles, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(
+        f"A new client's wait for its welcome vs the network's round trip, {clients} clients\n"
+        f"connect begun -> first protocol message (TCP and every handshake step); "
+        f"{run.title_suffix()}",
+        fontsize=10.5,
+    )
+    fig.tight_layout()
+    path = out / "connect_vs_rtt.png"
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def theory_handles() -> list[Line2D]:
+    return [
+        Line2D([], [], color="black", linestyle="-", label="p50 (solid)"),
+        Line2D([], [], color="black", linestyle="--", label="p99 (dashed)"),
+        Line2D([], [], color="black", linestyle=":", label="theory's p50 (dotted)"),
+    ]
+
+
 def plot_latency_vs_rtt(run: Run, out: Path) -> Path | None:
     """p50 and p99 per transport against the network's round trip (loopback at 0), at the run's
     largest client count; theory's p50 as a thin dotted line in the transport's colour."""
-    cells = network_cells(run)
+    clients, cells = largest_clients(run)
     if not cells:
         return None
-    clients = max(c["clients"] for c in cells)
-    cells = [c for c in cells if c["clients"] == clients]
     fig, ax = plt.subplots(figsize=(12, 5.6))
     for transport in sorted({c["transport"] for c in cells}, key=rank):
         mine = sorted((c for c in cells if c["transport"] == transport), key=rtt_ms)
@@ -81,22 +156,14 @@ def plot_latency_vs_rtt(run: Run, out: Path) -> Path | None:
         theory = [(xi, yi) for xi, yi in theory if yi is not None]
         if theory:
             ax.plot(*zip(*theory), ":", color=color(transport), linewidth=1.2, alpha=0.9)
-    names = sorted({(rtt_ms(c), network_name(c)) for c in cells})
-    ax.set_xticks([r for r, _ in names])
-    ax.set_xticklabels([f"{n}\n{r:g} ms" for r, n in names], fontsize=8)
+    network_axis(ax, cells)
     ax.set_yscale("log")
-    ax.set_xlabel("network (its round trip, ms)")
     ax.set_ylabel("delivery latency (ms, log scale)")
-    ax.grid(True, which="both", alpha=0.3)
     handles = [
         Line2D([], [], color=color(t), linewidth=2.5, label=label(t))
         for t in sorted({c["transport"] for c in cells}, key=rank)
     ]
-    handles += [
-        Line2D([], [], color="black", linestyle="-", label="p50 (solid)"),
-        Line2D([], [], color="black", linestyle="--", label="p99 (dashed)"),
-        Line2D([], [], color="black", linestyle=":", label="theory's p50 (dotted)"),
-    ]
+    handles += theory_handles()
     ax.legend(handles=handles, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(
         f"Delivery latency vs the network's round trip, {clients} clients\n"
@@ -128,5 +195,21 @@ def network_notes(cells: list[dict]) -> list[str]:
             f"On {name} ({rtt_ms(slow):g} ms round trip), {clients} clients: an event reaches a "
             f"{label(slow['transport'])} client after {ms_text(slow['latency_us']['p99'])} ms at "
             f"p99, a {label(fast['transport'])} client after {ms_text(fast['latency_us']['p99'])} ms."
+            + connect_words(mine)
         )
     return notes
+
+
+def connect_words(cells: list[dict]) -> str:
+    """' A new client waits 510 ms for its welcome on Socket.IO (its long-polling), 205 ms on
+    SSE.' (the slowest first connect and the fastest), or '' before schema 7."""
+    timed = [c for c in cells if (c.get("first_connect_us") or {}).get("p50")]
+    if len(timed) < 2:
+        return ""
+    slow = max(timed, key=lambda c: c["first_connect_us"]["p50"])
+    fast = min(timed, key=lambda c: c["first_connect_us"]["p50"])
+    return (
+        f" A new client waits {ms_text(slow['first_connect_us']['p50'])} ms (p50) for its welcome "
+        f"on {label(slow['transport'])}, {ms_text(fast['first_connect_us']['p50'])} ms on "
+        f"{label(fast['transport'])}."
+    )

@@ -90,12 +90,12 @@ class PollingUser(PostingUser):
 
     def connect(self) -> None:
         super().connect()
-        status, body, _ = self.messages.request("GET", "/events")
+        status, body, t_recv = self.messages.request("GET", "/events")
         if status != 200:
             raise ConnectionError(f"GET /events answered HTTP {status}")
         self.cursor = json.loads(body)["last_seq"]
         self.generation = 0
-        self.tracker.joined(self.cursor)
+        self.tracker.joined(self.cursor, t_recv)
         self.count_poll = self.environment.pushpull_stats.adder("GET", self.poll_name)
         self.poller = ReactorHTTP(self.host, self.environment.pushpull_reactor, self.on_answer)
         self.start_connection()

@@ -70,7 +70,7 @@ class PythonSocketIOUser(PushPullUser):
 
     def connect(self) -> None:
         self.sio = socketio.Client(reconnection=False)
-        self.sio.on("welcome", lambda data: self.on_event("welcome", data, 0))
+        self.sio.on("welcome", lambda data: self.on_event("welcome", data, time.time_ns()))
         self.sio.on("response", lambda data: self.on_event("response", data, time.time_ns()))
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.connect(self.host, transports=["websocket"], wait_timeout=30)

@@ -23,6 +23,7 @@ class Tracker:
     __slots__ = (
         "recorder", "base", "bits", "max_seq", "segment", "timeline",
         "away_at", "gap", "pending", "back_started_ns", "back_in_window", "recovery",
+        "connect_started_ns",
     )  # fmt: skip
 
     def __init__(self, recorder: Recorder) -> None:
@@ -36,13 +37,18 @@ class Tracker:
         self.gap: tuple[int, int] | None = None  # (lo, hi]: published while it was away
         self.pending = 0  # gap events not received yet
         self.back_started_ns = 0  # when the reconnect began (this process's clock)
+        self.connect_started_ns = 0  # when the first connect began (this process's clock)
         self.back_in_window = False
         self.recovery: list | None = None  # [dropped, back, caught up] after a server drop
 
-    def joined(self, last_seq: int) -> None:
-        """The server said: every event after `last_seq` is owed to this client from now on."""
+    def joined(self, last_seq: int, t_recv_ns: int) -> None:
+        """The server said (its answer arrived at t_recv_ns): every event after `last_seq` is
+        owed to this client from now on. The first time, the connect's time is recorded."""
         if self.base is None:
             self.base = last_seq
+            if self.connect_started_ns:
+                elapsed_us = (t_recv_ns - self.connect_started_ns) // 1000
+                record_us(self.recorder.histograms["first_connect"], elapsed_us)
         self.segment = [last_seq, None]
         self.recorder.segments.append(self.segment)
 

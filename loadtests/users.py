@@ -85,6 +85,7 @@ class PushPullUser(User):
             urls = servers.split(",")
             self.host = urls[next(SPREAD) % len(urls)]
         started = time.perf_counter()
+        self.tracker.connect_started_ns = time.time_ns()
         try:
             self.connect()
         except Exception as exc:  # noqa: BLE001 - any failure to connect is a measured error
@@ -114,7 +115,7 @@ class PushPullUser(User):
         elif name == "welcome":
             tracker = self.tracker
             if tracker.base is None:
-                tracker.joined(data["last_seq"])
+                tracker.joined(data["last_seq"], t_recv)
             elif tracker.segment is None:  # back from a churn disconnect
                 tracker.back(data.get("head", data["last_seq"]), t_recv)
 

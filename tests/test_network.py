@@ -227,7 +227,8 @@ DELAY_MS = 20  # each way
 def test_every_transport_moves_by_the_delay(reference_run, tmp_path):
     """Every transport at 4 clients over rtt=40ms, beside the reference run's loopback cells of
     the same flags: push and long polls arrive one one-way delay later (a held poll answered as
-    the event is published pays only the way back), short polls within [d, I + d]; nothing is
+    the event is published pays only the way back), short polls within [d, I + d]; a new
+    client's welcome comes its handshake's round trips later (the registry's count); nothing is
     lost; the emulator's CPU is a figure of its own; no error in any log."""
     out = tmp_path / "net"
     result = pushpull(
@@ -239,6 +240,7 @@ def test_every_transport_moves_by_the_delay(reference_run, tmp_path):
     cells = json.loads(((out / "latest").resolve() / "summary.json").read_text())["cells"]
     loop = json.loads((reference_run.path / "summary.json").read_text())["cells"]
     base = {c["transport"]: c["latency_us"]["p50"] for c in loop if c["clients"] == 4}
+    connect = {c["transport"]: c["first_connect_us"]["p50"] for c in loop if c["clients"] == 4}
     assert sorted(c["transport"] for c in cells) == sorted(transports.NAMES)
     for cell in cells:
         assert cell["network"]["rtt_ms"] == 2 * DELAY_MS, cell["network"]
@@ -251,4 +253,9 @@ def test_every_transport_moves_by_the_delay(reference_run, tmp_path):
         else:
             moved = p50_ms - base[cell["transport"]] / 1000
             assert DELAY_MS - 1 <= moved <= DELAY_MS + 4, (cell["name"], moved)
+        # a new client waits its handshake's round trips (3 for Socket.IO, 5 for its polling)
+        trips = len(transports.get(cell["transport"]).connect_round_trips) * 2 * DELAY_MS
+        waited = (cell["first_connect_us"]["p50"] - connect[cell["transport"]]) / 1000
+        assert cell["first_connect_us"]["count"] == 4, cell["first_connect_us"]
+        assert trips - 3 <= waited <= trips + 8, (cell["name"], waited, trips)
     assert not log_problems(cells), log_problems(cells)

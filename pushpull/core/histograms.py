@@ -11,7 +11,10 @@ from hdrh.histogram import HdrHistogram
 HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 60_000_000
 HIST_DIGITS = 3
-HISTOGRAMS = ("latency", "from_schedule", "warmup", "loop_lag", "catchup", "connect", "caught_up")
+HISTOGRAMS = (
+    "latency", "from_schedule", "warmup", "loop_lag", "catchup", "connect", "caught_up",
+    "first_connect",
+)  # fmt: skip
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 
 

@@ -18,7 +18,8 @@ File format (`loadgen-<pid>.json`, one per load-generator process, version 3):
      "histograms": {"latency", "from_schedule", "warmup", "loop_lag",
                     "catchup",     # latency of gap events received after a reconnect
                     "connect",     # reconnect begun -> welcome (or first answer), us
-                    "caught_up"}}  # reconnect begun -> every gap event received, us
+                    "caught_up",   # reconnect begun -> every gap event received, us
+                    "first_connect"}}  # first connect begun -> welcome (or baseline), us
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ Version history:
     6  `network` (the emulated network's profile, null on loopback), `network_cpu_us_per_delivery`
        and `network_cpu_percent` (the emulator's own CPU, apart from the server's and Locust's),
        `network_errors` (its log, scanned as the servers' are)
+    7  `first_connect_us`: each client's first connect, begun -> its welcome (or its poll's
+       baseline answer), the round trips of the transport's handshake (null before 7)
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
-SCHEMA_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+SCHEMA_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 
 
 class LatencySummary(TypedDict):
@@ -127,6 +129,7 @@ class CellSummary:
     network_cpu_us_per_delivery: float | None = None  # the emulator's CPU, its own figure (6)
     network_cpu_percent: float | None = None  # of one core, in the window (6)
     network_errors: dict | None = None  # tracebacks and error lines in the emulator's log (6)
+    first_connect_us: LatencySummary | None = None  # connect begun -> welcome, per client (7)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -152,4 +155,6 @@ def upgrade_cell(cell: dict, version: int) -> dict:
             "network_cpu_percent": None,
             **cell,
         }
+    if version < 7:
+        cell = {"first_connect_us": None, **cell}
     return cell

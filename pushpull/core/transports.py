@@ -67,6 +67,9 @@ class Transport:
     resumes: bool = True  # a client coming back gets what it missed, by the protocol's design
     backoff: str = "socket.io-client"  # a key of BACKOFFS: its reconnect policy after a drop
     hold_s: float | None = None  # a poll's `timeout`: how long the server holds it (None: no polls)
+    # the round trips a new client waits before its welcome (or baseline answer), in order: the
+    # theory of `first_connect_us` (connect time = len(...) x the round trip + loopback's)
+    connect_round_trips: tuple[str, ...] = ()
     # Which of the suite's default runs include it (DEFAULT_SETS): `pushpull bench` and `make
     # bench` without --transports, the storm, the churn run, the README's gallery, the noise band.
     defaults: frozenset[str] = frozenset()
@@ -121,6 +124,11 @@ REGISTRY: tuple[Transport, ...] = (
         baseline=True,
         resumes=False,
         defaults=frozenset({"bench", "storm", "churn", "gallery", "noise"}),
+        connect_round_trips=(
+            "TCP",
+            "HTTP upgrade (Engine.IO open follows the 101)",
+            "Socket.IO CONNECT",
+        ),
     ),
     Transport(
         name="websocket",
@@ -136,6 +144,7 @@ REGISTRY: tuple[Transport, ...] = (
         resumes=False,
         backoff="reconnecting-websocket",
         defaults=frozenset({"bench", "churn", "gallery"}),
+        connect_round_trips=("TCP", "HTTP upgrade (the welcome follows the 101)"),
     ),
     Transport(
         name="sse",
@@ -149,6 +158,7 @@ REGISTRY: tuple[Transport, ...] = (
         probe="pushpull.harness.probes:SSEProbe",
         backoff="EventSource",
         defaults=frozenset({"storm", "churn", "gallery"}),
+        connect_round_trips=("TCP", "GET /stream (the welcome is its first event)"),
     ),
     Transport(
         name="longpoll",
@@ -163,6 +173,7 @@ REGISTRY: tuple[Transport, ...] = (
         probe_options={"hold_s": 5.0},
         hold_s=20.0,
         defaults=frozenset({"bench", "storm", "churn", "gallery", "noise"}),
+        connect_round_trips=("TCP", "GET /events (the baseline)"),
     ),
     Transport(
         name="shortpoll",
@@ -178,6 +189,7 @@ REGISTRY: tuple[Transport, ...] = (
         dimensions=("poll_interval",),
         hold_s=0.0,
         defaults=frozenset({"bench", "gallery", "noise"}),
+        connect_round_trips=("TCP", "GET /events (the baseline)"),
     ),
     Transport(
         name="socketio-polling",
@@ -191,6 +203,13 @@ REGISTRY: tuple[Transport, ...] = (
         probe="pushpull.harness.probes:SocketIOProbe",
         probe_options={"engineio_transport": "polling"},
         resumes=False,
+        connect_round_trips=(
+            "TCP",
+            "GET: Engine.IO open",
+            "TCP (the POST's own connection)",
+            "POST: Socket.IO CONNECT",
+            "GET: the CONNECT answer and the welcome",
+        ),
     ),
 )
 TRANSPORTS: dict[str, Transport] = {t.name: t for t in REGISTRY}

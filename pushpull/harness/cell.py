@@ -75,6 +75,11 @@ def run_cell(
     stalled = publisher_stalled(cell, config.duration, run.published, run.last_quarter)
     if stalled:
         raise HarnessError(stalled + server_error_text(summary["server_errors"]))
+    if cell.clients and not summary["clients_connected"] and not summary["received"]:
+        raise HarnessError(
+            f"none of the {cell.clients} clients connected"
+            + server_error_text(summary["loadgen_errors"])
+        )
     return summary
 
 

@@ -181,6 +181,7 @@ def delivery_figures(merged: dict, published: dict | None) -> dict:
         "latency_ci_us": latency_intervals(merged["per_event"]),
         "latency_from_schedule_us": latency_summary(hist["from_schedule"]),
         "warmup_latency_us": latency_summary(hist["warmup"]),
+        "first_connect_us": latency_summary(hist["first_connect"]),
         "published": published["count"] if published is not None else None,
         "expected": expected,
         "received": received,

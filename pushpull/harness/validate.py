@@ -299,10 +299,14 @@ NETWORK_DURATION_S = 10.0  # 14 cells: the window of each
 NETWORK_RTT_MS = 100  # the fixed delay: 50 ms each way, no jitter, no rate
 NETWORK_CLIENTS = 50
 PUSH_TOLERANCE_MS = 3.0  # measured p50 - (loopback p50 + d), either way
+CONNECT_TOLERANCE = 0.10  # a first connect's p50 against loopback's + n round trips, of one trip
 PERIODIC_TOLERANCE = 0.10  # a short poll's p50 against I/2 + d, of I
 BACKLOG_RTT_MS = 200  # a round trip longer than the gap between events (rate 7/s: 143 ms)
 BACKLOG_RATE = 7.0  # 2d / gap = 1.4: not a whole number, so the poll cycle drifts over the ticks
 BACKLOG_TOLERANCE = 0.10  # of the prediction
+BANDWIDTH_KBIT = 1000  # a slow downlink (no delay): each delivery takes its bytes' time on it
+BANDWIDTH_PAYLOAD = 8000  # bytes of padding per event: 64 ms at 1 Mbit/s
+BANDWIDTH_TOLERANCE = 0.05  # of the transmission time
 
 
 def network_checks(out: Path, duration: float) -> list[dict]:
@@ -324,7 +328,9 @@ def network_checks(out: Path, duration: float) -> list[dict]:
     checks = []
     for cell in (c for c in cells if c["network"] is not None):
         checks.append(delay_check(cell, loop.get(cell["transport"]), d))
+        checks.append(connect_check(cell, loop.get(cell["transport"]), 2 * d))
     checks += backlog_checks(out, duration)
+    checks += bandwidth_checks(out, duration)
     return checks
 
 
@@ -354,6 +360,58 @@ def delay_check(cell: dict, base: dict | None, d: float) -> dict:
         "figures": {"p50_ms": p50, "predicted_ms": expected, "requests_per_delivery": requests,
                     "loopback_requests_per_delivery": base_requests},
     }  # fmt: skip
+
+
+def connect_check(cell: dict, base: dict | None, rtt: float) -> dict:
+    """A new client's first connect (begun -> its welcome or baseline answer) waits the round
+    trips of its transport's handshake (the registry's `connect_round_trips`) on top of what
+    the same connect takes on loopback."""
+    trips = transports.get(cell["transport"]).connect_round_trips
+    measured = cell["first_connect_us"]["p50"] / 1000
+    base_ms = base["first_connect_us"]["p50"] / 1000
+    expected = base_ms + len(trips) * rtt
+    tolerance = CONNECT_TOLERANCE * rtt
+    return {
+        "check": f"{cell['transport']} over rtt={rtt:g}ms: first connect to welcome, p50",
+        "measured": f"p50 {measured:.1f} ms (loopback {base_ms:.2f} ms), "
+        f"{cell['first_connect_us']['count']} clients",
+        "expected": f"loopback + {len(trips)} round trips ({', '.join(trips)}) = "
+        f"{expected:.1f} ms within {tolerance:g} ms",
+        "ok": abs(measured - expected) <= tolerance,
+        "figures": {"p50_ms": measured, "predicted_ms": expected, "round_trips": len(trips)},
+    }
+
+
+def bandwidth_checks(out: Path, duration: float) -> list[dict]:
+    """Every transport with an 8000-byte payload over a 1 Mbit/s downlink (no delay) against
+    loopback: a delivery is late by its bytes' transmission time, what the server wrote per
+    delivery (the transport's framing and headers included) x 8 / the rate."""
+    cells = bench(
+        out / "network-bandwidth", "--transports", ",".join(transports.NAMES),
+        "--clients", str(NETWORK_CLIENTS), "--rate", "2", "--poll-interval", str(POLL_INTERVAL_S),
+        "--payload-bytes", str(BANDWIDTH_PAYLOAD), "--network", f"loopback,down={BANDWIDTH_KBIT}kbit",
+        "--duration", str(duration), "--grace", "1",
+    )  # fmt: skip
+    loop = {c["transport"]: c for c in cells if c["network"] is None}
+    checks = []
+    for cell in (c for c in cells if c["network"] is not None):
+        transport, base = cell["transport"], loop[cell["transport"]]
+        p50, base_p50 = cell["latency_us"]["p50"] / 1000, base["latency_us"]["p50"] / 1000
+        sent = cell["bytes_out_per_delivery"]
+        transmit = sent * 8 / BANDWIDTH_KBIT  # bits over kbit/s: ms
+        tolerance = BANDWIDTH_TOLERANCE * transmit
+        if periodic(transport):  # its loopback p50 is a uniform wait's: noisier than the rest
+            tolerance += PERIODIC_TOLERANCE * POLL_INTERVAL_S * 1000
+        checks.append({
+            "check": f"{transport}, {BANDWIDTH_PAYLOAD} B payload over down={BANDWIDTH_KBIT}kbit: p50",
+            "measured": f"p50 {p50:.1f} ms (loopback {base_p50:.1f} ms), {sent:.0f} B written per "
+            f"delivery; lost {cell['lost']} of {cell['expected']}",
+            "expected": f"loopback p50 + {sent:.0f} B x 8 / {BANDWIDTH_KBIT} kbit/s = "
+            f"{base_p50 + transmit:.1f} ms within {tolerance:.1f} ms; nothing lost",
+            "ok": abs(p50 - base_p50 - transmit) <= tolerance and cell["lost"] == 0,
+            "figures": {"p50_ms": p50, "predicted_ms": base_p50 + transmit, "transmit_ms": transmit},
+        })  # fmt: skip
+    return checks
 
 
 def backlog_checks(out: Path, duration: float) -> list[dict]:
