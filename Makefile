@@ -105,6 +105,7 @@ networks: $(STAMP)
 	$(BIN)/pushpull bench --transports "$(call registry,all)" --clients "$(NET_CLIENTS)" \
 		--network "$(NETWORKS)" --duration 10 --out "$(OUT)"
 	cp $(OUT)/latest/charts/latency_vs_rtt.png docs/images/reference-latency-vs-rtt.png
+	cp $(OUT)/latest/charts/connect_vs_rtt.png docs/images/reference-connect-vs-rtt.png
 	$(BIN)/pushpull bench --transports "$(call registry,noise)" --clients "$(NET_CLIENTS)" \
 		--network 3g --rate 7 --duration 10 --out "$(OUT)"
 

@@ -11,6 +11,7 @@ loopback time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -81,20 +82,44 @@ def largest_clients(run: Run) -> tuple[int, list[dict]]:
     return clients, [c for c in cells if c["clients"] == clients]
 
 
-def network_axis(ax, cells: list[dict]) -> None:
-    """The x axis: one tick per network, named, at its round trip."""
-    names = sorted({(rtt_ms(c), network_name(c)) for c in cells})
-    ax.set_xticks([r for r, _ in names])
-    ax.set_xticklabels([f"{n}\n{r:g} ms" for r, n in names], fontsize=8)
-    ax.set_xlabel("network (its round trip, ms)")
-    ax.grid(True, which="both", alpha=0.3)
-
-
 def plot_connect_vs_rtt(run: Run, out: Path) -> Path | None:
     """Each transport's first connect (begun -> welcome, p50 and p99) against the network's round
     trip; theory's p50 (loopback + the handshake's round trips) dotted in the transport's colour."""
+    return plot_vs_rtt(
+        run, out / "connect_vs_rtt.png", "first_connect_us", predicted_connect_ms,
+        ylabel="first connect to welcome (ms)",
+        title="A new client's wait for its welcome vs the network's round trip",
+        how="connect begun -> first protocol message (TCP and every handshake step)",
+        name=lambda t: f"{label(t)}: {len(transports.get(t).connect_round_trips)} round trips",
+    )  # fmt: skip
+
+
+def plot_latency_vs_rtt(run: Run, out: Path) -> Path | None:
+    """p50 and p99 per transport against the network's round trip (loopback at 0), at the run's
+    largest client count; theory's p50 as a thin dotted line in the transport's colour."""
+    return plot_vs_rtt(
+        run, out / "latency_vs_rtt.png", "latency_us", predicted_p50_ms,
+        ylabel="delivery latency (ms, log scale)",
+        title="Delivery latency vs the network's round trip",
+        how="each client on its own emulated link", name=label, log=True,
+    )  # fmt: skip
+
+
+def plot_vs_rtt(
+    run: Run,
+    path: Path,
+    key: str,
+    predict: Callable[[dict, dict | None], float | None],
+    ylabel: str,
+    title: str,
+    how: str,
+    name: Callable[[str], str],
+    log: bool = False,
+) -> Path | None:
+    """One figure (`key`'s p50 and p99 per transport) against the network's round trip at the
+    run's largest client count, with `predict`'s p50 dotted; None when nothing to draw."""
     clients, cells = largest_clients(run)
-    cells = [c for c in cells if (c.get("first_connect_us") or {}).get("count")]
+    cells = [c for c in cells if (c.get(key) or {}).get("count")]
     if not cells:
         return None
     fig, ax = plt.subplots(figsize=(12, 5.6))
@@ -102,76 +127,30 @@ def plot_connect_vs_rtt(run: Run, out: Path) -> Path | None:
     for transport in order:
         mine = sorted((c for c in cells if c["transport"] == transport), key=rtt_ms)
         for stat in ("p50", "p99"):
-            y = [c["first_connect_us"][stat] / 1000 for c in mine]
+            y = [c[key][stat] / 1000 for c in mine]
             ax.plot([rtt_ms(c) for c in mine], y, LINESTYLES[stat], color=color(transport),
                     marker="o", markersize=4)  # fmt: skip
-        theory = [(rtt_ms(c), predicted_connect_ms(c, loopback_of(c, mine))) for c in mine]
+        theory = [(rtt_ms(c), predict(c, loopback_of(c, mine))) for c in mine]
         theory = [(xi, yi) for xi, yi in theory if yi is not None]
         if theory:
             ax.plot(*zip(*theory), ":", color=color(transport), linewidth=1.2, alpha=0.9)
-    network_axis(ax, cells)
-    ax.set_ylabel("first connect to welcome (ms)")
-    handles = [
-        Line2D([], [], color=color(t), linewidth=2.5,
-               label=f"{label(t)}: {len(transports.get(t).connect_round_trips)} round trips")
-        for t in order
-    ]  # fmt: skip
-    handles += theory_handles()
-    ax.legend(handles=handles, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(
-        f"A new client's wait for its welcome vs the network's round trip, {clients} clients\n"
-        f"connect begun -> first protocol message (TCP and every handshake step); "
-        f"{run.title_suffix()}",
-        fontsize=10.5,
-    )
-    fig.tight_layout()
-    path = out / "connect_vs_rtt.png"
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
-
-
-def theory_handles() -> list[Line2D]:
-    return [
+    names = sorted({(rtt_ms(c), network_name(c)) for c in cells})
+    ax.set_xticks([r for r, _ in names])
+    ax.set_xticklabels([f"{n}\n{r:g} ms" for r, n in names], fontsize=8)
+    ax.set_xlabel("network (its round trip, ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    handles = [Line2D([], [], color=color(t), linewidth=2.5, label=name(t)) for t in order]
+    handles += [
         Line2D([], [], color="black", linestyle="-", label="p50 (solid)"),
         Line2D([], [], color="black", linestyle="--", label="p99 (dashed)"),
         Line2D([], [], color="black", linestyle=":", label="theory's p50 (dotted)"),
     ]
-
-
-def plot_latency_vs_rtt(run: Run, out: Path) -> Path | None:
-    """p50 and p99 per transport against the network's round trip (loopback at 0), at the run's
-    largest client count; theory's p50 as a thin dotted line in the transport's colour."""
-    clients, cells = largest_clients(run)
-    if not cells:
-        return None
-    fig, ax = plt.subplots(figsize=(12, 5.6))
-    for transport in sorted({c["transport"] for c in cells}, key=rank):
-        mine = sorted((c for c in cells if c["transport"] == transport), key=rtt_ms)
-        x = [rtt_ms(c) for c in mine]
-        for stat in ("p50", "p99"):
-            y = [c["latency_us"][stat] / 1000 for c in mine]
-            ax.plot(x, y, LINESTYLES[stat], color=color(transport), marker="o", markersize=4)
-        theory = [(rtt_ms(c), predicted_p50_ms(c, loopback_of(c, mine))) for c in mine]
-        theory = [(xi, yi) for xi, yi in theory if yi is not None]
-        if theory:
-            ax.plot(*zip(*theory), ":", color=color(transport), linewidth=1.2, alpha=0.9)
-    network_axis(ax, cells)
-    ax.set_yscale("log")
-    ax.set_ylabel("delivery latency (ms, log scale)")
-    handles = [
-        Line2D([], [], color=color(t), linewidth=2.5, label=label(t))
-        for t in sorted({c["transport"] for c in cells}, key=rank)
-    ]
-    handles += theory_handles()
     ax.legend(handles=handles, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(
-        f"Delivery latency vs the network's round trip, {clients} clients\n"
-        f"each client on its own emulated link; {run.title_suffix()}",
-        fontsize=10.5,
-    )
+    ax.set_title(f"{title}, {clients} clients\n{how}; {run.title_suffix()}", fontsize=10.5)
     fig.tight_layout()
-    path = out / "latency_vs_rtt.png"
     save_figure(fig, path)
     plt.close(fig)
     return path

@@ -275,3 +275,20 @@ def test_transports_lists_the_registry_and_the_readme_carries_it():
     assert [row.split()[0] for row in rows] == list(transports.NAMES)
     readme = (ROOT / "README.md").read_text()
     assert transports.markdown_table() in readme, "README's transport table = the registry's"
+
+
+def test_every_commands_help_prints():
+    """`pushpull --help` and every command's `--help` print (a help text with a bare `%` once
+    made `pushpull bench --help` a traceback): each option's text expands, defaults included."""
+    import argparse
+
+    from pushpull.cli import build_parser
+
+    parser = build_parser()
+    assert "usage: pushpull" in parser.format_help()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(commands.choices) >= 10
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        assert f"usage: pushpull {name}" in text, name
+        assert "--help" in text, name

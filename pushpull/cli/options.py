@@ -41,7 +41,7 @@ LOAD_FLAGS = {
         "--network",
         "the network between each client and the server, emulated per connection: loopback "
         "(none), a built-in profile (`pushpull networks`) or a spec "
-        "rtt=80ms/jitter=10ms/down=10mbit/up=2mbit/loss=1% (any of its keys); a list sweeps "
+        "rtt=80ms/jitter=10ms/down=10mbit/up=2mbit/loss=1%% (any of its keys); a list sweeps "
         "(default %(default)s)",
     ),
     "resume": (

@@ -298,8 +298,15 @@ def poll_checks(out: Path, duration: float) -> list[dict]:
 NETWORK_DURATION_S = 10.0  # 14 cells: the window of each
 NETWORK_RTT_MS = 100  # the fixed delay: 50 ms each way, no jitter, no rate
 NETWORK_CLIENTS = 50
+# clients connect 40 ms apart, so that no connect waits behind another's at the server: at the
+# default 200/s, 50 Socket.IO connects on loopback queued to a p50 of 31 ms (9 ms one at a time),
+# and the first-connect check measures the handshake's round trips, not that queue
+NETWORK_SPAWN_RATE = 25
 PUSH_TOLERANCE_MS = 3.0  # measured p50 - (loopback p50 + d), either way
-CONNECT_TOLERANCE = 0.10  # a first connect's p50 against loopback's + n round trips, of one trip
+# a first connect's p50 against loopback's + n round trips, as a share of one trip: what is
+# checked is the count of round trips; the connect's own processing moved by up to 16 ms between
+# loopback and network cells of one run (50 clients, 100 ms round trips)
+CONNECT_TOLERANCE = 0.20
 PERIODIC_TOLERANCE = 0.10  # a short poll's p50 against I/2 + d, of I
 BACKLOG_RTT_MS = 200  # a round trip longer than the gap between events (rate 7/s: 143 ms)
 BACKLOG_RATE = 7.0  # 2d / gap = 1.4: not a whole number, so the poll cycle drifts over the ticks
@@ -322,7 +329,7 @@ def network_checks(out: Path, duration: float) -> list[dict]:
         out / "network", "--transports", ",".join(transports.NAMES),
         "--clients", str(NETWORK_CLIENTS), "--rate", "2", "--poll-interval", str(POLL_INTERVAL_S),
         "--network", f"loopback,rtt={NETWORK_RTT_MS}ms", "--duration", str(duration),
-        "--grace", "1",
+        "--grace", "1", "--spawn-rate", str(NETWORK_SPAWN_RATE),
     )  # fmt: skip
     loop = {c["transport"]: c for c in cells if c["network"] is None}
     checks = []
