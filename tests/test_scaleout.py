@@ -324,7 +324,9 @@ def wait_until_answers(url: str, deadline_s: float = 20.0) -> None:
 @needs("root", "ip")
 def test_a_sweep_across_hosts_made_of_network_namespaces(tmp_path):
     """Host 1: Redis and a server on it; host 2: a Locust worker; the master (the harness) in
-    the root namespace. A tiny sweep measures across them, with the worker's clock offset."""
+    the root namespace. A tiny sweep measures across them, with the worker's clock offset, over
+    an emulated network: the emulator runs on the harness's host, in front of the target, and
+    the worker's clients reach it there."""
     redis_server = shutil.which("redis-server")
     with hosts(2) as (subnet, (server_host, worker_host)):
         server_ip, master_ip = f"{subnet}.2", f"{subnet}.1"
@@ -360,7 +362,7 @@ def test_a_sweep_across_hosts_made_of_network_namespaces(tmp_path):
             )  # fmt: skip
             result = pushpull(
                 "bench", "--target", target, "--transports", "sse", "--clients", "6",
-                "--loadgen-workers", "1", "--master-host", master_ip, "--master-port", str(port),
+                "--network", "rtt=40ms", "--loadgen-workers", "1", "--master-host", master_ip, "--master-port", str(port),
                 "--duration", "2", "--grace", "0.5", "--drain", "0.5", "--idle", "0", "--no-plot", "--out", str(tmp_path),
                 timeout=180,
             )  # fmt: skip
@@ -376,6 +378,9 @@ def test_a_sweep_across_hosts_made_of_network_namespaces(tmp_path):
     run = run_dir_of(tmp_path)
     (cell,) = json.loads((run / "summary.json").read_text())["cells"]
     assert cell["lost"] == 0 and cell["received"] == cell["expected"] > 0
+    # pushed over 20 ms each way (the veth pair adds tens of microseconds)
+    assert 20_000 <= cell["latency_us"]["p50"] <= 30_000, cell["latency_us"]
+    assert cell["network"]["rtt_ms"] == 40 and cell["network_cpu_us_per_delivery"] > 0
     manifest = json.loads((run / "manifest.json").read_text())
     (worker,) = manifest["loadgen_workers"][cell["name"]]
     # the namespaces share this machine's clock: the offset found is 0 within its uncertainty

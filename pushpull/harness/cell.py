@@ -154,8 +154,10 @@ class CellRun:
         profile = self.cell.network_profile
         if profile is None:
             return
+        # Locust workers on other hosts reach this host where they reach the master
+        host = self.config.master_host if self.cell.loadgen_workers else self.config.host
         self.relay, self.client_urls = start_relay(
-            profile, self.urls, self.config.host, self.cell_dir, self.cpus
+            profile, self.urls, host, self.cell_dir, self.cpus
         )
 
     def measure_idle(self) -> None:
