@@ -23,7 +23,7 @@ def recorder_and_tracker():
     recorder = Recorder(transport="websocket")
     recorder.window.start_ns, recorder.window.end_ns = 0, 10**19
     tracker = recorder.tracker()
-    tracker.joined(10)
+    tracker.joined(10, 0)
     for seq in range(11, 16):  # receives 11..15
         tracker.deliver(event(seq), T0 + seq * 10**6 + 500)
     return recorder, tracker

@@ -27,7 +27,7 @@ def test_tracker_counts_duplicates_reorders_and_ignores_what_is_not_owed():
     tracker = recorder.tracker()
     t_recv = T0 + 6_000_000  # 1 ms after event()'s publish time
     assert tracker.deliver(event(3), t_recv) is None  # before the welcome: not owed yet
-    tracker.joined(10)
+    tracker.joined(10, 0)
     assert tracker.deliver(event(10), t_recv) is None  # at the baseline: not owed
     assert tracker.deliver(event(11), t_recv) == 1000
     assert tracker.deliver(event(13), t_recv) == 1000
@@ -43,7 +43,7 @@ def test_clock_offset_moves_receipts_onto_the_server_clock():
     recorder = steady_recorder()
     recorder.set_clock(-400_000, 100_000)  # this clock runs 0.4 ms ahead of the server's
     tracker = recorder.tracker()
-    tracker.joined(0)
+    tracker.joined(0, 0)
     assert tracker.deliver(event(1), T0 + 6_000_000) == 600
     recorder.set_clock(30_000, 200_000)  # within its uncertainty: noise, not corrected
     assert tracker.deliver(event(2), T0 + 6_000_000) == 1000
@@ -52,7 +52,7 @@ def test_clock_offset_moves_receipts_onto_the_server_clock():
 def test_phases_keep_warmup_apart():
     recorder = steady_recorder()
     tracker = recorder.tracker()
-    tracker.joined(0)
+    tracker.joined(0, 0)
     tracker.deliver(event(1, T0 - 1), T0 + 1_000_000)  # published before the window
     tracker.deliver(event(2, T0 + 1), T0 + 2_000_000)  # inside
     tracker.deliver(event(3, T0 + 20_000_000_000), T0 + 20_000_000_000)  # after: tail, dropped
@@ -71,11 +71,27 @@ def test_expected_deliveries_follow_each_connection():
 def test_tracker_segments_end_where_the_connection_left():
     recorder = steady_recorder()
     tracker = recorder.tracker()
-    tracker.joined(7)
+    tracker.joined(7, 0)
     tracker.deliver(event(8), T0 + 6_000_000)
     tracker.left()
-    tracker.joined(20)
+    tracker.joined(20, 0)
     assert recorder.segments == [[7, 8], [20, None]]
+
+
+def test_a_first_connect_is_timed_to_its_welcome_once_per_client():
+    """begun -> welcome, in us, the first time only: a reconnect's time is `connect`'s (churn)."""
+    recorder = steady_recorder()
+    tracker = recorder.tracker()
+    tracker.connect_started_ns = T0
+    tracker.joined(7, T0 + 3_250_000)
+    tracker.left()
+    tracker.joined(20, T0 + 90_000_000)  # a later connection of the same client
+    first = recorder.histograms["first_connect"]
+    assert first.get_total_count() == 1
+    assert first.values_are_equivalent(first.get_value_at_percentile(50), 3250)
+    untimed = recorder.tracker()  # never told when its connect began: nothing recorded
+    untimed.joined(7, T0)
+    assert first.get_total_count() == 1
 
 
 def test_merge_is_exact(tmp_path):

@@ -289,9 +289,9 @@ def test_a_client_that_misses_known_events_is_counted_exactly():
     recorder = Recorder(transport="websocket")
     recorder.window.start_ns, recorder.window.end_ns = 0, 10**19
     trackers = [recorder.tracker() for _ in range(3)]
-    trackers[0].joined(10)
-    trackers[1].joined(10)
-    trackers[2].joined(14)  # joins late: owed 15..20
+    trackers[0].joined(10, 0)
+    trackers[1].joined(10, 0)
+    trackers[2].joined(14, 0)  # joins late: owed 15..20
 
     def event(seq):
         return {"seq": seq, "t_pub": 10**18 + seq, "t_sched": 10**18 + seq, "kind": "tick"}
