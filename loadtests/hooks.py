@@ -25,6 +25,7 @@ from pushpull.core.child import die_with_parent
 from pushpull.core.clock import measure_offset
 from pushpull.core.files import write_json
 from pushpull.core.histograms import record_us
+from pushpull.core.host import raise_nofile_limit
 
 LOOP_LAG_PERIOD_S = 0.010
 MEASUREMENTS = "pushpull_measurements"  # a worker's measurements, sent to the master
@@ -136,6 +137,8 @@ def on_init(environment, runner, **_kwargs) -> None:
             f"(allowed: {', '.join(spec.clients)})"
         )
     chosen = transports.resolve(spec.client_path(options.client))
+    # Locust lifts the soft limit to 10,000 only; a client holds a descriptor, so take them all
+    log.info("open-file limit %d", raise_nofile_limit())
     if options.churn_every > 0 and not getattr(chosen, "supports_churn", False):
         raise SystemExit(
             f"locust: --churn-every: the {options.client} client of {spec.name} cannot churn "

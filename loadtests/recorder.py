@@ -23,7 +23,7 @@ from pushpull.core.clock import correction
 from pushpull.core.cputime import cpu_seconds
 from pushpull.core.files import write_json
 from pushpull.core.histograms import HISTOGRAMS, new_histogram, record_us
-from pushpull.core.host import cpu_model
+from pushpull.core.host import cpu_model, nofile_limit
 from pushpull.core.records import FILE_VERSION
 
 TIMELINE_NS = 5_000_000_000  # the timeline clients' events and polls in the window's first 5 s
@@ -186,6 +186,7 @@ class Recorder:
                 "name": socket.gethostname(),
                 "cores": os.cpu_count(),
                 "cpu_model": cpu_model(),
+                "nofile": nofile_limit(),  # its open-file limit: how many clients it could hold
             },
             "transport": self.transport,
             "window": {"start_ns": self.window.start_ns, "end_ns": self.window.end_ns},

@@ -352,6 +352,12 @@ def test_two_locust_processes_end_to_end(tmp_path):
     )
     locust_log = (run / cell["name"] / "locust.log").read_text()
     assert "5557" not in locust_log
+    # each Locust process lifts its open-file limit to the hard one and says so
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert [p["nofile"] for p in cell["loadgen_processes"]] == [hard, hard], cell
+    assert locust_log.count(f"open-file limit {hard}") == 3, locust_log[:2000]  # master, workers
     # the idle baseline (--idle's default 0.5 s): the publisher alone costs a little of a core,
     # and the marginal cost per delivery is what the clients added on top of it
     assert 0 < cell["server_idle_cpu_percent"] < 50, cell["server_idle_cpu_percent"]

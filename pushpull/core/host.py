@@ -4,6 +4,7 @@ every load-generator process (its file names the CPU it ran on)."""
 from __future__ import annotations
 
 import platform
+import resource
 from pathlib import Path
 
 
@@ -25,3 +26,16 @@ def memory_bytes() -> int | None:
     except OSError:
         pass
     return None
+
+
+def raise_nofile_limit() -> int:
+    """Lift this process's open-file soft limit to its hard limit (a client holds a descriptor,
+    so a load generator's clients are bounded by it); returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def nofile_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
