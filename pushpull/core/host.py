@@ -28,14 +28,14 @@ def memory_bytes() -> int | None:
     return None
 
 
+def nofile_limit() -> int:
+    """This process's open-file (soft) limit: a client holds a descriptor."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def raise_nofile_limit() -> int:
-    """Lift this process's open-file soft limit to its hard limit (a client holds a descriptor,
-    so a load generator's clients are bounded by it); returns the limit now in force."""
+    """Lift the open-file soft limit to the hard one; returns the limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def nofile_limit() -> int:
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return nofile_limit()
