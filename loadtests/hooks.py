@@ -18,9 +18,10 @@ from locust import events
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from locust.stats import StatsEntry, bucket_response_time
 
+from loadtests import sources
 from loadtests.recorder import Recorder
 from loadtests.ws import Reactor
-from pushpull.core import transports
+from pushpull.core import tls, transports
 from pushpull.core.child import die_with_parent
 from pushpull.core.clock import measure_offset
 from pushpull.core.files import write_json
@@ -109,6 +110,17 @@ def add_arguments(parser) -> None:
         "network in between (default: --host)",
     )
     parser.add_argument(
+        "--source-addresses",
+        default="",
+        help="loopback addresses the clients connect from, comma-separated, one per client in "
+        "turn (default: the kernel's choice)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default="",
+        help="verify https/wss servers against this CA file alone (default: the system's store)",
+    )
+    parser.add_argument(
         "--pushpull-out", default="", include_in_web_ui=False, help="folder for measurements"
     )
 
@@ -137,6 +149,9 @@ def on_init(environment, runner, **_kwargs) -> None:
             f"(allowed: {', '.join(spec.clients)})"
         )
     chosen = transports.resolve(spec.client_path(options.client))
+    tls.trust(options.tls_ca or None)
+    addresses = [a for a in options.source_addresses.split(",") if a]
+    sources.configure(addresses, offset=os.getpid())  # processes start at different addresses
     # Locust lifts the soft limit to 10,000 only; a client holds a descriptor, so take them all
     log.info("open-file limit %d", raise_nofile_limit())
     if options.churn_every > 0 and not getattr(chosen, "supports_churn", False):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import socket
 import time
 from urllib.parse import urlsplit
 
@@ -24,6 +23,9 @@ import gevent.event
 from gevent import socket as gsocket
 from geventhttpclient.response import HTTPResponse
 
+from loadtests import sources
+from loadtests.ws import default_port, open_socket
+from pushpull.core import tls
 from pushpull.core.events import parse_event
 from pushpull.core.sse import SSEParser
 
@@ -46,8 +48,10 @@ class Response(HTTPResponse):
 class LeanHTTP:
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         parts = urlsplit(url)
+        self.secure = tls.secure(url)
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or default_port(self.secure)
+        self.source = sources.current()  # the client's address, taken where it started
         self.timeout = timeout
         self.sock: gsocket.socket | None = None
         shown = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 in brackets
@@ -80,8 +84,7 @@ class LeanHTTP:
         return f"{method} {path} HTTP/1.1\r\n{self._host_header}{lines}\r\n".encode()
 
     def connect(self) -> None:
-        self.sock = gsocket.create_connection((self.host, self.port), timeout=self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(self.host, self.port, self.timeout, self.secure, self.source)
         self.sock.settimeout(None)  # a gevent Timeout per send and recv cost ~4% of the client
 
     def close(self) -> None:

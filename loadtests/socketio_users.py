@@ -15,6 +15,7 @@ from locust.exception import StopUser
 
 from loadtests.leansio import LeanSocketIO, LeanSocketIOPolling
 from loadtests.users import OneClientUser, PushPullUser, ReactorPushUser, wait_until_joined
+from pushpull.core import tls
 
 
 class SocketIOUser(ReactorPushUser):
@@ -69,7 +70,7 @@ class PythonSocketIOUser(PushPullUser):
     supports_churn = False
 
     def connect(self) -> None:
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = socketio.Client(reconnection=False, **tls.socketio_options(self.host))
         self.sio.on("welcome", lambda data: self.on_event("welcome", data, time.time_ns()))
         self.sio.on("response", lambda data: self.on_event("response", data, time.time_ns()))
         self.sio.on("disconnect", self.on_disconnect)

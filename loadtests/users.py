@@ -19,7 +19,7 @@ import gevent
 from locust import User, task
 from locust.exception import StopUser
 
-from loadtests import backoff
+from loadtests import backoff, sources
 from loadtests.hooks import sleep_until
 from loadtests.recorder import Recorder
 
@@ -84,6 +84,7 @@ class PushPullUser(User):
         if servers:  # one of several server processes, in turn; the client keeps to it
             urls = servers.split(",")
             self.host = urls[next(SPREAD) % len(urls)]
+        sources.take()  # this client's source address (--source-addresses), for all it opens
         started = time.perf_counter()
         self.tracker.connect_started_ns = time.time_ns()
         try:

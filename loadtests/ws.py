@@ -33,6 +33,10 @@ from wsproto.events import (
     TextMessage,
 )
 
+from loadtests import sources
+from loadtests.tls import TLSSocket
+from pushpull.core import tls
+
 RECV_BYTES = 65536
 EPOLLIN = 0x001
 # Linux stamps every received packet (SO_TIMESTAMPNS, CLOCK_REALTIME like time.time_ns()); the
@@ -100,10 +104,25 @@ class FrameDecoder:
         return messages
 
 
-def open_socket(host: str, port: int, timeout: float) -> gsocket.socket:
-    sock = gsocket.create_connection((host, port), timeout=timeout)
+def open_socket(
+    host: str, port: int, timeout: float, secure: bool = False, source: tuple | None = None
+):
+    """A TCP connection with TCP_NODELAY, from `source` (loadtests/sources.py) if given; with
+    `secure`, TLS over it (loadtests/tls.py), its handshake done and the server's certificate
+    verified."""
+    sock = gsocket.create_connection((host, port), timeout=timeout, source_address=source)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    if not secure:
+        return sock
+    try:
+        return TLSSocket(sock, host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def default_port(secure: bool) -> int:
+    return 443 if secure else 80
 
 
 class WebSocketConnection:
@@ -113,8 +132,10 @@ class WebSocketConnection:
 
     def __init__(self, url: str, target: str, timeout: float = 30.0) -> None:
         parts = urlsplit(url)
+        self.secure = tls.secure(url)
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or default_port(self.secure)
+        self.source = sources.current()  # the client's address, taken where it started
         self.target = target
         self.timeout = timeout
         self.sock: gsocket.socket | None = None
@@ -132,7 +153,7 @@ class WebSocketConnection:
     def open(self) -> None:
         """TCP connect and websocket handshake; raises ConnectionFailed or OSError."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.sock = open_socket(self.host, self.port, self.timeout)
+        self.sock = open_socket(self.host, self.port, self.timeout, self.secure, self.source)
         self.sock.sendall(self.ws.send(Request(host=f"{host}:{self.port}", target=self.target)))
         self._handshake()
 
@@ -268,13 +289,16 @@ class Reactor:
                 raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             except OSError:
                 Reactor.stamped = False
-        self.connections[raw.fileno()] = (connection, raw)
+        decrypt = getattr(connection.sock, "decrypt", None)  # a TLS connection's record layer
+        self.connections[raw.fileno()] = (connection, raw, decrypt)
         self.epoll.register(raw.fileno(), EPOLLIN)
         if self.greenlet is None:
             self.greenlet = gevent.spawn(self._run)
+        if decrypt is not None and (pending := connection.sock.take_pending()):
+            self._feed(connection, pending, time.time_ns())  # read before the reactor took over
 
     def discard(self, connection) -> None:
-        for fd, (known, _raw) in list(self.connections.items()):
+        for fd, (known, _raw, _decrypt) in list(self.connections.items()):
             if known is connection:
                 del self.connections[fd]
                 try:
@@ -300,7 +324,7 @@ class Reactor:
         entry = self.connections.get(fd)
         if entry is None:
             return
-        connection, raw = entry
+        connection, raw, decrypt = entry
         t_recv = None
         try:
             if self.stamped:
@@ -314,6 +338,17 @@ class Reactor:
             data = b""
         if t_recv is None:
             t_recv = time.time_ns()
+        if data and decrypt is not None:
+            try:
+                data = decrypt(data)
+            except Exception:  # noqa: BLE001 - a broken record ends this connection only
+                data = b""
+            else:
+                if not data and not connection.sock.eof:
+                    return  # part of a record: the rest comes in a later read
+        self._feed(connection, data, t_recv)
+
+    def _feed(self, connection, data: bytes, t_recv: int) -> None:
         try:
             alive = bool(data) and connection.feed(data, t_recv)
         except Exception:  # noqa: BLE001 - a broken connection must not stop the others

@@ -73,6 +73,15 @@ def server_arguments(prog: str, description: str) -> argparse.ArgumentParser:
         "ahead of the machine's (negative: behind), as a server on another machine could be",
     )
     parser.add_argument(
+        "--tls-cert",
+        type=readable_file,
+        metavar="PEM",
+        help="serve HTTPS and WSS with this certificate chain (with --tls-key); default plain",
+    )
+    parser.add_argument(
+        "--tls-key", type=readable_file, metavar="PEM", help="the certificate's private key"
+    )
+    parser.add_argument(
         "--admin",
         action="store_true",
         help="for benchmarks: serve POST /admin/drop, which drops every client connection at once",
@@ -91,6 +100,14 @@ def warn_if_exposed(prog: str, host: str) -> None:
             f"{prog}: warning: --host {host} is reachable from other machines and its endpoints "
             "have no authentication\n"
         )
+
+
+def readable_file(text: str) -> str:
+    try:
+        with open(text, "rb"):
+            return text
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.strerror.lower()}") from None
 
 
 def channel_name(text: str) -> str:
@@ -118,6 +135,14 @@ def retain_value(text: str) -> int:
 class OneLineErrorParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        cert, key = getattr(parsed, "tls_cert", None), getattr(parsed, "tls_key", None)
+        if bool(cert) != bool(key):  # --tls-cert and --tls-key go together
+            given, missing = ("--tls-cert", "--tls-key") if cert else ("--tls-key", "--tls-cert")
+            self.error(f"{given} needs {missing} (a certificate and its private key)")
+        return parsed
 
 
 def port_number(text: str) -> int:

@@ -10,10 +10,12 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable, Iterable
 
 import gevent
+import gevent.ssl
 from gevent import socket as gsocket
 
 from servers.arguments import server_arguments, warn_if_exposed
@@ -57,6 +59,21 @@ def open_queue(prog: str, args: argparse.Namespace) -> Queue | None:
         raise SystemExit(2) from None
 
 
+def tls_context(prog: str, args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context from --tls-cert and --tls-key, or None; a certificate and key
+    that do not load (or do not match) are one line, exit 2."""
+    cert = getattr(args, "tls_cert", None)
+    if not cert:
+        return None
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, args.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        sys.stderr.write(f"{prog}: error: --tls-cert {cert} --tls-key {args.tls_key}: {exc}\n")
+        raise SystemExit(2) from None
+    return context
+
+
 def listen(prog: str, host: str, port: int) -> gsocket.socket:
     """A listening socket on host:port; a busy port (or any other failure) is one line, exit 2."""
     try:
@@ -95,6 +112,7 @@ def serve(
         environ={"SERVER_NAME": host},
         counters=counters,
         admin=getattr(args, "admin", False),
+        tls_context=tls_context(prog, args),
     )
     background = []
     if queue is not None:
@@ -107,7 +125,8 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         gevent.signal_handler(signum, server.stop)
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL
-    url = f"http://{shown}:{listener.getsockname()[1]}"
+    scheme = "https" if server.tls_context is not None else "http"
+    url = f"{scheme}://{shown}:{listener.getsockname()[1]}"
     print(json.dumps({"listening": url, "pid": os.getpid(), "nofile": nofile}), flush=True)
     try:
         server.serve_forever()

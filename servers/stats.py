@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from servers.events import EventLog
@@ -22,7 +23,15 @@ class Counters:
     bytes_written: int = 0
     clients: int = 0
     dropped_slow_clients: int = 0  # disconnected because their unsent backlog passed the bound
+    tls_handshakes_failed: int = 0  # clients whose TLS handshake failed (e.g. refused our CA)
+    peer_addresses: set = field(default_factory=set)  # the addresses connections came from
     started_ns: int = field(default_factory=time.time_ns)
+    # Over TLS the bytes on the wire are the kernel's (TCP_INFO, TLS records included):
+    # wire() -> (bytes_read, bytes_written); the counts above then hold plaintext and are unused.
+    wire: Callable[[], tuple[int, int]] | None = None
+
+    def bytes_each_way(self) -> tuple[int, int]:
+        return self.wire() if self.wire is not None else (self.bytes_read, self.bytes_written)
 
 
 def rss_bytes() -> int:
@@ -33,6 +42,7 @@ def rss_bytes() -> int:
 def server_stats(name: str, log: EventLog, counters: Counters, queue: Queue | None) -> dict:
     """The body of GET /stats (docs/protocol.md), in its documented order."""
     cpu = os.times()
+    bytes_read, bytes_written = counters.bytes_each_way()
     return {
         "server": name,
         "pid": os.getpid(),
@@ -45,9 +55,12 @@ def server_stats(name: str, log: EventLog, counters: Counters, queue: Queue | No
         "cpu_user_s": cpu.user,
         "cpu_system_s": cpu.system,
         "rss_bytes": rss_bytes(),
-        "bytes_read": counters.bytes_read,
-        "bytes_written": counters.bytes_written,
+        "bytes_read": bytes_read,
+        "bytes_written": bytes_written,
         "dropped_slow_clients": counters.dropped_slow_clients,
+        "tls": counters.wire is not None,
+        "tls_handshakes_failed": counters.tls_handshakes_failed,
+        "peer_addresses": len(counters.peer_addresses),
         "rlimit_nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "queue": queue.info() if queue is not None else None,
     }

@@ -17,7 +17,7 @@ import servers.patching  # noqa: F401 - first: gevent monkey-patching with --mes
 # isort: split
 import contextlib
 import json
-import socket
+import ssl
 from collections import deque
 from collections.abc import Iterable
 
@@ -36,6 +36,7 @@ from servers.messages import MAX_BODY_BYTES, Unpublishable, decode_json
 from servers.queue import Queue
 from servers.routes import json_error, server_app
 from servers.stats import Counters
+from servers.wsgi import shutdown_tcp
 
 NAME = "websocket"
 PROG = "servers.websocket"
@@ -43,19 +44,37 @@ DESCRIPTION = "Plain WebSocket push server (flask-sock, JSON text frames)."
 
 
 class Peer:
-    """One connected client: its simple-websocket connection, the raw (non-blocking) socket
-    under it, and what could not be sent yet."""
+    """One connected client: its simple-websocket connection, a send that never blocks (on the
+    raw non-blocking socket, or over TLS its record layer's), and what could not be sent yet."""
 
-    __slots__ = ("ws", "raw", "backlog", "backlog_bytes", "limit", "writer", "dropped")
+    __slots__ = ("ws", "send_now", "backlog", "backlog_bytes", "limit", "writer", "dropped")
 
     def __init__(self, ws) -> None:
         self.ws = ws
-        self.raw = ws.sock._sock  # gevent's wrapper holds the real, non-blocking socket
+        self.send_now = nonblocking_send(ws.sock)
         self.backlog: deque[bytes] = deque()
         self.backlog_bytes = 0
         self.limit = SLOW_CLIENT_BYTES  # more backlog than this: dropped (a replay raises it)
         self.writer: gevent.Greenlet | None = None
         self.dropped = False
+
+
+def nonblocking_send(sock):
+    """`send(data) -> bytes taken`, raising BlockingIOError rather than waiting. gevent's
+    wrapper holds the real, non-blocking socket; over TLS, the SSL object writes records onto
+    it (all of `data` or nothing: a retry must pass the same bytes, as the writer's sendall
+    does)."""
+    sslobj = getattr(sock, "_sslobj", None)
+    if sslobj is None:
+        return sock._sock.send
+
+    def send(data: bytes) -> int:
+        try:
+            return sslobj.write(data)
+        except ssl.SSLWantWriteError:
+            raise BlockingIOError from None
+
+    return send
 
 
 class GreenletThread(gevent.Greenlet):
@@ -142,7 +161,7 @@ class Peers:
         self.counters.dropped_slow_clients += slow
         peer.backlog.clear()
         with contextlib.suppress(OSError):
-            peer.raw.shutdown(socket.SHUT_RDWR)  # its reader sees the end; the handler cleans up
+            shutdown_tcp(peer.ws.sock)  # its reader sees the end; the handler cleans up
 
     def deliver(self, peer: Peer, text: str) -> None:
         """One text frame to one client without ever blocking the caller (the publisher, or a
@@ -163,7 +182,7 @@ class Peers:
             return
         if not peer.backlog:
             try:
-                sent = peer.raw.send(data)
+                sent = peer.send_now(data)
             except BlockingIOError:
                 sent = 0
             except OSError:

@@ -1,6 +1,7 @@
 """The gevent WSGI server every server runs on: TCP_NODELAY on every connection, the bytes
-crossing each counted, a WebSocket connection closed when its handler returns, `--admin`'s
-POST /admin/drop, an error log without harmless lines, and the open-file limit lifted."""
+crossing each counted, TLS when given a context (`--tls-cert`), a WebSocket connection closed
+when its handler returns, `--admin`'s POST /admin/drop, an error log without harmless lines,
+and the open-file limit lifted."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import contextlib
 import json
 import resource
 import socket
+import ssl
+import struct
 import sys
 import time
 from collections.abc import Callable
 
 import gevent
+import gevent.ssl
 from gevent import pywsgi
 from gevent import socket as gsocket
 
@@ -64,6 +68,14 @@ class ClosingUpgradeHandler(pywsgi.WSGIHandler):
                 self.close_connection = True
                 self.finish_websocket()
 
+    def handle_error(self, t, v, tb):
+        """A TLS client that went away without its close_notify (a closed tab, a dropped
+        client) is over TLS what a reset is over TCP, which pywsgi ends quietly: so is it."""
+        if issubclass(t, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            self.close_connection = True
+            return
+        super().handle_error(t, v, tb)
+
     def finish_websocket(self) -> None:
         sock = self.socket
         deadline = time.monotonic() + self.CLOSE_WAIT_S
@@ -85,16 +97,34 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
     cut them all at once, whatever transport they carry."""
 
     handler_class = ClosingUpgradeHandler
+    TLS_HANDSHAKE_S = 10.0  # a client that opens TCP and never finishes its handshake
 
-    def __init__(self, *args, counters: Counters, admin: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        counters: Counters,
+        admin: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.counters = counters
         self._socket_class = counting_socket_class(counters)
         self._live: dict[gevent.Greenlet, socket.socket] = {}  # handler greenlet -> its socket
+        self.tls_context = tls_context
+        if tls_context is not None:  # TLS ends here: the wire's bytes are the kernel's counts
+            self.environ["wsgi.url_scheme"] = "https"
+            self._closed_wire = [0, 0]  # bytes read and written by connections already closed
+            counters.wire = self.wire_bytes
+            tls_context.sslsocket_class = counted_tls_socket_class(self._closed_add)
         if admin:
             self.application = admin_routes(self.application, self.drop_connections, counters)
 
     def handle(self, sock, address):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.counters.peer_addresses.add(address[0])
+        if self.tls_context is not None:
+            return self.handle_tls(sock, address)
         counted = self._socket_class(fileno=sock.detach())
         handler = gevent.getcurrent()
         self._live[handler] = counted
@@ -102,6 +132,37 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
             return super().handle(counted, address)
         finally:
             self._live.pop(handler, None)
+
+    def handle_tls(self, sock, address):
+        """The TLS handshake on the handler's greenlet, then the request as over TCP. A failed
+        handshake (a client that does not trust our CA, or speaks plain HTTP) is counted in
+        /stats, not logged. The connection's bytes are read from TCP_INFO when it closes."""
+        handler = gevent.getcurrent()
+        try:
+            sock.settimeout(self.TLS_HANDSHAKE_S)
+            secured = self.tls_context.wrap_socket(sock, server_side=True)
+            secured.settimeout(None)
+        except (ssl.SSLError, OSError):
+            self.counters.tls_handshakes_failed += 1
+            sock.close()
+            return None
+        self._live[handler] = secured
+        try:
+            return super().handle(secured, address)
+        finally:
+            self._live.pop(handler, None)
+
+    def _closed_add(self, counts: tuple[int, int]) -> None:
+        self._closed_wire[0] += counts[0]
+        self._closed_wire[1] += counts[1]
+
+    def wire_bytes(self) -> tuple[int, int]:
+        """(read, written) on the wire by every TLS connection so far, the open ones included."""
+        read, written = self._closed_wire
+        for sock in list(self._live.values()):
+            got, sent = tcp_bytes(sock)
+            read, written = read + got, written + sent
+        return read, written
 
     def drop_connections(self) -> int:
         """Shut down every accepted connection but the calling handler's own, at once (no yield
@@ -111,8 +172,44 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
         self._live = {handler: sock for handler, sock in self._live.items() if handler is current}
         for sock in dropped:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                shutdown_tcp(sock)
         return len(dropped)
+
+
+def counted_tls_socket_class(add: Callable[[tuple[int, int]], None]) -> type:
+    """gevent's SSLSocket that hands its connection's bytes on the wire (`tcp_bytes`) to `add`
+    just before its descriptor closes (pywsgi closes it after the handler, when the last file
+    made from it is closed too)."""
+
+    class CountedTLSSocket(gevent.ssl.SSLSocket):
+        def _real_close(self):
+            add(tcp_bytes(self))
+            super()._real_close()
+
+    return CountedTLSSocket
+
+
+TCP_INFO_BYTES = struct.Struct("=QQ")  # struct tcp_info's tcpi_bytes_acked, tcpi_bytes_received
+TCP_INFO_BYTES_AT = 120  # their offset (Linux 4.1 and later: include/uapi/linux/tcp.h)
+
+
+def tcp_bytes(sock) -> tuple[int, int]:
+    """(received, sent and acknowledged) payload bytes of a TCP connection, from the kernel:
+    what crossed the wire, TLS records included; (0, 0) for a closed socket."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    except OSError:
+        return 0, 0
+    if len(info) < TCP_INFO_BYTES_AT + TCP_INFO_BYTES.size:
+        return 0, 0
+    acked, received = TCP_INFO_BYTES.unpack_from(info, TCP_INFO_BYTES_AT)
+    return received, acked
+
+
+def shutdown_tcp(sock) -> None:
+    """Shut the TCP connection under `sock` both ways: under TLS too (an SSLSocket's own
+    shutdown() also unwraps it under its reader's feet; its handler must see a plain end)."""
+    gsocket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def admin_routes(app: Callable, drop_connections: Callable[[], int], counters: Counters):

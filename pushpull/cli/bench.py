@@ -8,6 +8,7 @@ from pushpull.cli.finish import finish
 from pushpull.cli.options import (
     add_client_option,
     add_load_options,
+    add_placement_options,
     add_run_options,
     add_timing_options,
     build_config,
@@ -40,7 +41,7 @@ def add_parser(commands) -> None:
     )
     add_scenario_options(bench)
     add_churn_options(bench)
-    add_deployment_options(bench)
+    add_placement_options(bench)
     add_client_option(bench, bench=True)
     add_timing_options(bench)
     add_run_options(bench)
@@ -76,49 +77,6 @@ def add_churn_options(bench: argparse.ArgumentParser) -> None:
         "--churn-downtime",
         default="1",
         help="seconds a churning client stays away before reconnecting (default 1)",
-    )
-
-
-def add_deployment_options(bench: argparse.ArgumentParser) -> None:
-    """What serves the cells (started here, or --target) and where the load comes from."""
-    bench.add_argument(
-        "--target",
-        default=None,
-        metavar="URL",
-        help="measure a running server instead of starting one (it must speak the transports' "
-        "part of docs/protocol.md); --rate then only labels the cells",
-    )
-    bench.add_argument(
-        "--loadgen-workers",
-        default="0",
-        help="Locust workers from other machines that join each cell (start each with "
-        "`pushpull worker --master HOST:PORT`); 0 = none (default)",
-    )
-    bench.add_argument(
-        "--master-host",
-        default="127.0.0.1",
-        help="address Locust's master listens on for workers (default %(default)s)",
-    )
-    bench.add_argument(
-        "--master-port", default="5557", help="port of Locust's master (default %(default)s)"
-    )
-    bench.add_argument(
-        "--workers-wait",
-        default="60",
-        help="seconds a cell waits for all workers to join (default %(default)s)",
-    )
-    bench.add_argument(
-        "--server-procs",
-        default="1",
-        help="server processes sharing one event stream through --message-queue; "
-        "a list sweeps (default 1)",
-    )
-    bench.add_argument(
-        "--message-queue",
-        default=None,
-        metavar="URL",
-        help="Redis for the server processes, e.g. redis://127.0.0.1:6379/0; "
-        "a list with none compares (default: no queue)",
     )
 
 

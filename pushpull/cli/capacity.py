@@ -10,6 +10,7 @@ from pushpull.cli import values
 from pushpull.cli.finish import finish
 from pushpull.cli.options import (
     add_load_options,
+    add_placement_options,
     add_run_options,
     add_timing_options,
     build_config,
@@ -51,6 +52,7 @@ def add_parser(commands) -> None:
         help="then bisect the bracket and measure its ends this many times each; the capacity "
         "is reported as a range (1: the step search alone; default %(default)s)",
     )
+    add_placement_options(capacity)
     add_timing_options(capacity)
     add_run_options(capacity)
     capacity.set_defaults(run=run)
@@ -65,7 +67,19 @@ def run(args: argparse.Namespace) -> int:
     maximum = values.positive_int("--max", args.max, "a client count", "5000")
     if maximum < start:
         raise UsageError(f"--max: {maximum} is below --start {start}")
-    config = build_config(args, first_only=("rates", "poll_intervals", "networks"), clients=[start])
+    config = build_config(
+        args,
+        first_only=(
+            "rates",
+            "poll_intervals",
+            "networks",
+            "tls",
+            "proxies",
+            "server_procs",
+            "message_queues",
+        ),
+        clients=[start],
+    )
     slo = values.bounded_float("--slo-p99", args.slo_p99, "milliseconds", "250", 0.0, 60_000.0)
     repeats = values.positive_int(
         "--capacity-repeats", args.capacity_repeats, "a repeat count", "3", maximum=20

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from pushpull.cli import values
 from pushpull.core import transports
-from pushpull.harness import preflight
+from pushpull.harness import certs, preflight
 from pushpull.harness.config import BenchConfig
 
 
@@ -127,6 +127,79 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_placement_options(bench: argparse.ArgumentParser) -> None:
+    """What serves the cells (started here, or --target), what stands in front of them (TLS,
+    nginx) and where the load comes from: the same flags for bench, capacity, perf and storm."""
+    bench.add_argument(
+        "--target",
+        default=None,
+        metavar="URL",
+        help="measure a running server instead of starting one (it must speak the transports' "
+        "part of docs/protocol.md); --rate then only labels the cells",
+    )
+    bench.add_argument(
+        "--loadgen-workers",
+        default="0",
+        help="Locust workers from other machines that join each cell (start each with "
+        "`pushpull worker --master HOST:PORT`); 0 = none (default)",
+    )
+    bench.add_argument(
+        "--master-host",
+        default="127.0.0.1",
+        help="address Locust's master listens on for workers (default %(default)s)",
+    )
+    bench.add_argument(
+        "--master-port", default="5557", help="port of Locust's master (default %(default)s)"
+    )
+    bench.add_argument(
+        "--workers-wait",
+        default="60",
+        help="seconds a cell waits for all workers to join (default %(default)s)",
+    )
+    bench.add_argument(
+        "--server-procs",
+        default="1",
+        help="server processes sharing one event stream through --message-queue; "
+        "a list sweeps (default 1)",
+    )
+    bench.add_argument(
+        "--message-queue",
+        default=None,
+        metavar="URL",
+        help="Redis for the server processes, e.g. redis://127.0.0.1:6379/0; "
+        "a list with none compares (default: no queue)",
+    )
+    bench.add_argument(
+        "--tls",
+        default="off",
+        help="off, on, or off,on to compare: every transport over https and wss, the servers' "
+        "certificate from a CA made for the run (or --tls-cert/--tls-key/--tls-ca) and verified "
+        "by every client (default off)",
+    )
+    bench.add_argument("--tls-cert", default=None, metavar="PEM", help="your server certificate")
+    bench.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    bench.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="PEM",
+        help="the CA the clients verify the server against (with --target https://..., alone)",
+    )
+    bench.add_argument(
+        "--proxy",
+        default="none",
+        help="none, nginx, or none,nginx to compare: Debian's nginx in front of the server "
+        "process(es), as Flask-SocketIO's deployment docs configure it (default none)",
+    )
+    bench.add_argument(
+        "--source-addresses",
+        default=None,
+        metavar="RANGE",
+        help="loopback addresses the clients connect from, e.g. 127.0.0.2-127.0.0.254 or "
+        "127.0.1.0/24 (default: 127.0.0.1, or 127.0.0.2-127.0.0.254 behind nginx with "
+        "several server processes, so that ip_hash spreads them)",
+    )
+
+
 def build_config(args: argparse.Namespace, *, first_only: tuple[str, ...] = (), **fixed):
     """The one way a command's flags become a BenchConfig: every flag the command has is parsed
     and checked here, in an order where each check sees what it depends on; what the command
@@ -182,11 +255,24 @@ def deployment(args: argparse.Namespace) -> dict:
     """--server-procs, --message-queue and --target: what serves the cells."""
     server_procs = values.parse_server_procs(args.server_procs)
     queues = values.parse_message_queues(args.message_queue, server_procs)
+    target = values.parse_target(args.target, server_procs, queues)
+    if target is not None:  # https or not is the target's; its CA is --tls-ca or the system's
+        secure, proxies = values.target_tls(target, args)
+        tls_files = certs.given_ca(args.tls_ca)
+    else:
+        proxies = values.parse_proxies(args.proxy)
+        secure = values.parse_tls(args.tls)
+        tls_files = certs.given(args.tls_cert, args.tls_key, args.tls_ca)
+    spread = "nginx" in proxies and max(server_procs) > 1
     return {
-        "target": values.parse_target(args.target, server_procs, queues),
+        "target": target,
         "server_procs": server_procs,
         "message_queues": queues,
         "queue_info": preflight.check_queues(queues),
+        "tls": secure,
+        "tls_files": tls_files,
+        "proxies": proxies,
+        "source_addresses": values.parse_source_addresses(args.source_addresses, spread),
     }
 
 

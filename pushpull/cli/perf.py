@@ -10,6 +10,7 @@ from pushpull.cli.finish import measured
 from pushpull.cli.options import (
     add_client_option,
     add_load_options,
+    add_placement_options,
     add_run_options,
     add_timing_options,
     build_config,
@@ -30,7 +31,9 @@ def add_parser(commands) -> None:
         duration=("20", "seconds per window (default %(default)s)"),
         repeat=("3", "repeats per variant (default %(default)s)"),
         loadgen_procs=("1", "Locust processes; a list compares (default 1)"),
+        network="loopback",
     )
+    add_placement_options(perf)
     add_client_option(perf)
     add_timing_options(perf)
     add_run_options(perf, plot=False)

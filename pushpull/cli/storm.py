@@ -10,6 +10,7 @@ from pushpull.cli import values
 from pushpull.cli.finish import finish
 from pushpull.cli.options import (
     add_load_options,
+    add_placement_options,
     add_run_options,
     add_timing_options,
     build_config,
@@ -37,6 +38,7 @@ def add_parser(commands) -> None:
         "--before", default="5", help="seconds of steady state before the drop (default 5)"
     )
     storm.add_argument("--after", default="20", help="seconds measured after the drop (default 20)")
+    add_placement_options(storm)
     add_timing_options(storm)
     add_run_options(storm)
     storm.set_defaults(run=run)

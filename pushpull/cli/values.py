@@ -5,6 +5,8 @@ commas or spaces (`10,100 500`) and make a sweep.
 
 from __future__ import annotations
 
+import ipaddress
+
 from pushpull.core import networks, transports
 from pushpull.harness.config import SCENARIOS, UsageError
 from pushpull.harness.mq import SCHEMES, redacted
@@ -160,6 +162,18 @@ def parse_target(text: str | None, server_procs: list[int], queues: list[str | N
     return text.rstrip("/")
 
 
+def target_tls(target: str, args) -> tuple[list[bool], list[None]]:
+    """A --target's TLS is its URL's scheme; nothing is started in front of it."""
+    if args.proxy != "none":
+        raise UsageError("--proxy: the harness starts no proxy in front of a --target")
+    if args.tls != "off" or args.tls_cert or args.tls_key:
+        raise UsageError(
+            "--tls: a --target's TLS is its URL's (https://...); give the CA that signed its "
+            "certificate with --tls-ca, or none for the system's store"
+        )
+    return [target.startswith("https://")], [None]
+
+
 def parse_scenario(text: str) -> str:
     if text not in SCENARIOS:
         raise UsageError(f"--scenario: unknown scenario {text!r} (allowed: {', '.join(SCENARIOS)})")
@@ -200,13 +214,86 @@ def parse_churn_every(text: str) -> list[float]:
     )
 
 
-def parse_resume(text: str) -> list[bool]:
-    def choice(flag, item, what, example):
-        if item not in ("off", "on"):
-            raise UsageError(f"{flag}: {item!r} is not off or on (e.g. {flag} {example})")
-        return item == "on"
+def off_or_on(flag, item, what, example) -> bool:
+    if item not in ("off", "on"):
+        raise UsageError(f"{flag}: {item!r} is not off or on (e.g. {flag} {example})")
+    return item == "on"
 
-    return parse_list("--resume", text, choice, "off and/or on", "off,on")
+
+def parse_resume(text: str) -> list[bool]:
+    return parse_list("--resume", text, off_or_on, "off and/or on", "off,on")
+
+
+def parse_tls(text: str) -> list[bool]:
+    return parse_list("--tls", text, off_or_on, "off and/or on", "off,on")
+
+
+PROXIES = ("none", "nginx")
+
+
+def parse_proxies(text: str) -> list[str | None]:
+    """--proxy: none and/or nginx (which must be installed)."""
+
+    def proxy(flag, item, what, example):
+        if item not in PROXIES:
+            raise UsageError(
+                f"{flag}: {item!r} is not one of {', '.join(PROXIES)} (e.g. {flag} {example})"
+            )
+        return None if item == "none" else item
+
+    chosen = parse_list("--proxy", text, proxy, "proxies", "none,nginx")
+    if "nginx" in chosen:
+        from pushpull.harness.nginx import find_nginx
+
+        if find_nginx() is None:
+            raise UsageError(
+                "--proxy nginx: nginx is not installed (apt-get install nginx; "
+                "make setup and .ci/run install it)"
+            )
+    return chosen
+
+
+MAX_SOURCE_ADDRESSES = 4096
+# nginx's ip_hash keys an IPv4 client on its first three octets: one address per /24 spreads
+DEFAULT_SPREAD = [f"127.0.{k}.1" for k in range(1, 255)]
+
+
+def parse_source_addresses(text: str | None, spread: bool) -> list[str]:
+    """--source-addresses A-B, a CIDR, or one address, all on loopback (load goes nowhere else);
+    by default none (127.0.0.1), or one per /24 of 127.0.1.1-127.0.254.1 when `spread` (nginx
+    balancing several processes by ip_hash)."""
+    if text is None:
+        return list(DEFAULT_SPREAD) if spread else []
+    flag, example = "--source-addresses", "127.0.0.2-127.0.0.254 or 127.0.1.0/24"
+    try:
+        if "/" in text:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+            hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
+            first, last = (hosts[0], hosts[-1]) if hosts else (None, None)
+            addresses = hosts[: MAX_SOURCE_ADDRESSES + 1]
+        else:
+            low, _, high = text.strip().partition("-")
+            first = ipaddress.ip_address(low.strip())
+            last = ipaddress.ip_address(high.strip()) if high else first
+            if int(last) < int(first):
+                raise UsageError(f"{flag}: {text!r} ends below its start (e.g. {flag} {example})")
+            count = int(last) - int(first) + 1
+            addresses = [first + k for k in range(min(count, MAX_SOURCE_ADDRESSES + 1))]
+    except ValueError:
+        raise UsageError(
+            f"{flag}: {text!r} is not an address range or network (e.g. {flag} {example})"
+        ) from None
+    if not addresses:
+        raise UsageError(f"{flag}: {text!r} holds no address (e.g. {flag} {example})")
+    if len(addresses) > MAX_SOURCE_ADDRESSES:
+        raise UsageError(f"{flag}: {text!r} holds more than {MAX_SOURCE_ADDRESSES} addresses")
+    outside = next((a for a in (first, last) if a is not None and not a.is_loopback), None)
+    if outside is not None or any(a.version != 4 for a in addresses[:1]):
+        raise UsageError(
+            f"{flag}: {outside or addresses[0]} is outside loopback IPv4 (127.0.0.0/8): the "
+            "clients connect from loopback addresses only"
+        )
+    return [str(a) for a in addresses]
 
 
 def check_churn(churn_every: list[float], client_kinds: list[str]) -> None:

@@ -16,6 +16,8 @@ import json
 import time
 from urllib.parse import urlsplit
 
+from pushpull.core import tls
+
 
 def measure_offset(url: str, samples: int = 15, timeout: float = 5.0) -> tuple[int, int]:
     """(server clock - this clock, uncertainty) in ns, from the GET /time exchange with the
@@ -23,7 +25,7 @@ def measure_offset(url: str, samples: int = 15, timeout: float = 5.0) -> tuple[i
     server read its clock somewhere in that round trip, so the midpoint is off by at most half
     of it. Raises OSError or ValueError when the server does not answer as it should."""
     parts = urlsplit(url.rstrip("/"))
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    connection = tls.http_connection(url, timeout)
     best: tuple[int, int] | None = None
     try:
         for _ in range(samples):

@@ -60,6 +60,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("storm", False, lambda c: "storm", lambda c: "storm"),
     Variant("network", None, lambda c: "n-" + networks.slug(network_of(c)),
             lambda c: f"over {network_of(c)['name']}", key=_network_key),
+    Variant("proxy", None, lambda c: c["proxy"], lambda c: f"behind {c['proxy']}"),
+    Variant("tls", False, lambda c: "tls", lambda c: "TLS"),
     Variant("repeat", 1, lambda c: f"rep{c['repeat']}", lambda c: f"repeat {c['repeat']}",
             splits_series=False),
 )  # fmt: skip

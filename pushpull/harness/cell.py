@@ -28,6 +28,7 @@ from pushpull.core.records import merge_process_files
 from pushpull.harness.config import BenchConfig, Cell
 from pushpull.harness.figures import (
     network_figures,
+    proxy_figures,
     publisher_stalled,
     server_error_text,
     summarize,
@@ -37,6 +38,7 @@ from pushpull.harness.locust import locust_command, wait_for, wait_for_files
 from pushpull.harness.logscan import scan_logs
 from pushpull.harness.mq import QueueUnavailable, Redis
 from pushpull.harness.network import process_cpu, start_relay
+from pushpull.harness.nginx import start_nginx
 from pushpull.harness.procs import (
     HarnessError,
     Managed,
@@ -62,6 +64,7 @@ def run_cell(
     try:
         run.connect_queue()
         run.serve()
+        run.start_proxy()
         run.start_network()
         run.measure_idle()
         run.start_locust()
@@ -94,6 +97,9 @@ class CellRun:
     tick: Callable[[str, float], None]
     servers: list[Managed] = field(default_factory=list)
     relay: Managed | None = None  # the network emulator between the clients and the servers
+    proxy: Managed | None = None  # nginx in front of the servers (--proxy nginx)
+    proxy_info: dict | None = None
+    proxy_cpu: list = field(default_factory=list)  # nginx's CPU seconds at the window's edges
     client_urls: list[str] = field(default_factory=list)  # what the clients connect to
     locust: Managed | None = None
     redis: Redis | None = None
@@ -147,17 +153,31 @@ class CellRun:
         # the counters and /published are read when the server's clock has passed them
         self.to_server = server_clock_correction(self.url, self.unavailable)
 
-    def start_network(self) -> None:
-        """The network emulator (pushpull/harness/relay.py) in front of every server, pinned
-        with the load generator, when the cell has a network; else the clients go direct."""
+    def start_proxy(self) -> None:
+        """nginx in front of the servers (pushpull/harness/nginx.py), pinned with them, when
+        the cell has --proxy nginx: the clients connect to it; the harness still reads each
+        server's counters and clock directly."""
         self.client_urls = self.urls
+        if self.cell.proxy is None:
+            return
+        pids = {server.pid for server in self.servers}
+        tls_files = self.config.tls_files if self.cell.tls else None
+        self.proxy, url, self.proxy_info = start_nginx(
+            self.urls, self.config.host, self.cell_dir, self.cpus.get("server"), tls_files, pids
+        )
+        self.client_urls = [url]
+
+    def start_network(self) -> None:
+        """The network emulator (pushpull/harness/relay.py) in front of every server (or of
+        nginx), pinned with the load generator, when the cell has a network; else the clients
+        go direct."""
         profile = self.cell.network_profile
         if profile is None:
             return
         # Locust workers on other hosts reach this host where they reach the master
         host = self.config.master_host if self.cell.loadgen_workers else self.config.host
         self.relay, self.client_urls = start_relay(
-            profile, self.urls, host, self.cell_dir, self.cpus
+            profile, self.client_urls, host, self.cell_dir, self.cpus
         )
 
     def measure_idle(self) -> None:
@@ -204,12 +224,14 @@ class CellRun:
         window = self.window
         self.sleep_until(window["start_ns"], "warm-up", "warm-up")
         self.relay_cpu = [process_cpu(self.relay)]
+        self.proxy_cpu = [process_cpu(self.proxy)]
         self.start = snapshot(self.stats_urls, self.processes, self.redis)
         if self.cell.storm:
             self.storm = drop_everything(self)
         self.sleep_until(window["end_ns"], "measuring", "window")
         self.end = snapshot(self.stats_urls, self.processes, self.redis, stats_last=True)
         self.relay_cpu.append(process_cpu(self.relay))
+        self.proxy_cpu.append(process_cpu(self.proxy))
         if "published" not in self.unavailable:
             since, until = window["start_ns"], window["end_ns"]
             self.published = get_json(self.url + f"/published?since={since}&until={until}")
@@ -259,6 +281,8 @@ class CellRun:
         finally:  # a second Ctrl-C while Locust stops still stops the servers
             if self.relay is not None:
                 self.relay.stop()
+            if self.proxy is not None:
+                self.proxy.stop()
             for server in self.servers:
                 server.stop()
             if self.redis is not None:
@@ -287,6 +311,9 @@ class CellRun:
                 f"{sorted(self.cpus.get('loadgen') or []) or 'all'} with Locust"
             )
         summary["network"] = self.cell.network_profile
+        summary["proxy"] = proxy_figures(
+            self.proxy_info, self.proxy_cpu, self.start, self.end, self.merged
+        )
         if self.storm is not None:
             summary["recovery"] = storm_figures(
                 self.storm, self.merged, self.start, self.end, self.window
@@ -295,6 +322,10 @@ class CellRun:
         summary["server_errors"] = scan_logs(logs) if self.servers else None
         if self.relay is not None:
             summary["network_errors"] = scan_logs({"network.log": self.relay.log_path})
+        if self.proxy is not None:
+            summary["proxy_errors"] = scan_logs(
+                {"nginx/error.log": self.cell_dir / "nginx" / "error.log"}
+            )
         summary["loadgen_errors"] = scan_logs({self.locust.log_path.name: self.locust.log_path})
         write_json(self.cell_dir / "summary.json", summary)
         return summary
@@ -338,6 +369,8 @@ def start_servers(
     extra = [] if channel is None else ["--message-queue", cell.message_queue, "--queue-channel", channel]  # fmt: skip
     if cell.storm:
         extra.append("--admin")  # POST /admin/drop: every connection dropped at once
+    if cell.tls and cell.proxy is None:  # behind nginx, TLS ends at nginx
+        extra += ["--tls-cert", config.tls_files.cert, "--tls-key", config.tls_files.key]
     try:
         for index in range(cell.server_procs):
             server, url = start_server(

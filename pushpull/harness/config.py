@@ -42,6 +42,8 @@ class Cell:
     resume: bool | None = None  # push clients ask for a replay (None: resumes by design / no churn)
     storm: bool = False  # every connection dropped at once mid-window (`pushpull storm`)
     network: str | None = None  # a --network item (pushpull/core/networks.py); None: loopback
+    tls: bool = False  # https and wss (--tls on); ends at nginx when there is one
+    proxy: str | None = None  # a reverse proxy in front of the servers (--proxy nginx)
 
     @property
     def network_profile(self) -> dict | None:
@@ -100,6 +102,10 @@ class BenchConfig:
     resume: list[bool] = field(default_factory=lambda: [False])
     storm_at_s: float | None = None  # seconds into the window when every connection is dropped
     networks: list[str | None] = field(default_factory=lambda: [None])  # None: loopback
+    tls: list[bool] = field(default_factory=lambda: [False])  # --tls off,on
+    tls_files: object = None  # certs.TLSFiles: the user's, or the run's own once it starts
+    proxies: list[str | None] = field(default_factory=lambda: [None])  # --proxy none,nginx
+    source_addresses: list[str] = field(default_factory=list)  # the clients' loopback addresses
 
     def cells(self) -> list[Cell]:
         """Every combination, transport-major so one server kind runs its cells together."""
@@ -134,10 +140,10 @@ class BenchConfig:
                     transport, clients, rate, interval, kind, procs, 1, self.scenario, pad,
                     self.loadgen_workers, servers, queue, churn,
                     self.churn_downtime if churn else 1.0, resume, self.storm_at_s is not None,
-                    network,
+                    network, secure, proxy,
                 )
-                for interval, kind, resume, network in itertools.product(
-                    intervals, kinds, resumes, self.networks
+                for interval, kind, resume, network, proxy, secure in itertools.product(
+                    intervals, kinds, resumes, self.networks, self.proxies, self.tls
                 )
             )  # fmt: skip
         # Repeats interleave (a b c a b c), so slow drifts of a shared machine spread evenly.
@@ -173,5 +179,6 @@ class BenchConfig:
     def to_json(self) -> dict:
         data = asdict(self)
         data["out"] = str(self.out)
+        data["tls_files"] = None if self.tls_files is None else self.tls_files.as_dict()
         data["message_queues"] = [q if q is None else redacted(q) for q in self.message_queues]
         return data

@@ -340,6 +340,21 @@ def server_error_text(errors: dict | None) -> str:
     return ""
 
 
+def proxy_figures(
+    info: dict | None, cpu_s: list[float | None], start: Snapshot, end: Snapshot, merged: dict
+) -> dict | None:
+    """nginx's own cost in the window, on the server side of the ledger (beside the server
+    processes' and Redis's, never inside them): its CPU per delivery and share of one core."""
+    if info is None:
+        return None
+    figures = network_figures(cpu_s, start, end, merged)
+    return {
+        **info,
+        "cpu_us_per_delivery": figures["network_cpu_us_per_delivery"],
+        "cpu_percent": figures["network_cpu_percent"],
+    }
+
+
 def network_figures(
     cpu_s: list[float | None], start: Snapshot, end: Snapshot, merged: dict
 ) -> dict:

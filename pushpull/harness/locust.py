@@ -58,6 +58,8 @@ def locust_command(
         "--churn-downtime", f"{cell.churn_downtime:g}",
         "--resume", "on" if cell.resume else "off",
         "--reconnect", "on" if cell.storm else "off",
+        *(["--tls-ca", config.tls_files.ca] if cell.tls and config.tls_files else []),
+        *(["--source-addresses", ",".join(config.source_addresses)] if config.source_addresses else []),
         *spread,
     ] + workers_options(config, cell)  # fmt: skip
 

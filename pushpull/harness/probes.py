@@ -14,11 +14,11 @@ Every failure is a `ProbeError` (or OSError/ValueError from the socket) with a o
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from urllib.parse import urlsplit
 
+from pushpull.core import tls
 from pushpull.core.sse import SSEParser
 from pushpull.harness.procs import request_json as call  # (status, JSON body), error statuses too
 
@@ -67,7 +67,7 @@ class SocketIOProbe(Probe):
     def __init__(self, url: str, engineio_transport: str, auth: dict | None = None) -> None:
         import socketio
 
-        self.client = socketio.SimpleClient()
+        self.client = socketio.SimpleClient(**tls.socketio_options(url))
         try:
             self.client.connect(url, transports=[engineio_transport], wait_timeout=10, auth=auth)
             name, welcome = self.client.receive(timeout=5)
@@ -106,13 +106,21 @@ def websocket_client_class():
     its first read (the 101), so a frame the server sent right behind the 101 in the same TCP
     segment (the welcome) stayed in wsproto's buffer until more bytes came; with no ticks
     (the chat scenario) the probe waited 5 s for a welcome that had arrived (1 connect in ~12
-    here). The frames of that read are taken in at once."""
+    here). The frames of that read are taken in at once. And one more: its close() closes the
+    socket under its reader thread, still in recv(); over TLS that thread's SSL object then read
+    the next connection's handshake off the reused descriptor (WRONG_VERSION_NUMBER). close()
+    here waits for the reader to see the server's Close and end first."""
     import simple_websocket
 
     class Client(simple_websocket.Client):
         def handshake(self) -> None:
             super().handshake()
             self.connected = self._handle_events()
+
+        def close(self, reason=None, message=None) -> None:
+            simple_websocket.ws.Base.close(self, reason, message)  # the Close frame
+            self.thread.join(2.0)
+            self.sock.close()
 
     return Client
 
@@ -125,7 +133,10 @@ class WebSocketProbe(Probe):
 
     def __init__(self, url: str, query: str = "") -> None:
         parts = urlsplit(url)
-        self.ws = websocket_client_class().connect(f"ws://{parts.netloc}{self.PATH}{query}")
+        scheme, context = ("wss", tls.context()) if tls.secure(url) else ("ws", None)
+        self.ws = websocket_client_class().connect(
+            f"{scheme}://{parts.netloc}{self.PATH}{query}", ssl_context=context
+        )
         first = self._frame(5.0)
         if first.get("type") != "welcome":
             self.close()
@@ -165,9 +176,8 @@ class SSEProbe(Probe):
     def __init__(
         self, url: str, last_event_id: int | None = None, deliveries: tuple[str, ...] = ("message",)
     ) -> None:
-        parts = urlsplit(url)
         self.url, self.deliveries = url, tuple(deliveries)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        self.connection = tls.http_connection(url, timeout=5)
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)

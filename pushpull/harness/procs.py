@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from pushpull.core import tls
+
 
 class HarnessError(Exception):
     """A failure of the run (not of the user's input): one line, exit status 1."""
@@ -179,7 +181,7 @@ def wait_ready(server: Managed, url: str, deadline_s: float) -> None:
 
 
 def get_json(url: str, timeout: float = 5.0) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    with tls.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -192,7 +194,7 @@ def request_json(
         url, data=data, method=method, headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with tls.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         text = exc.read()

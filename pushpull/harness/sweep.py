@@ -19,8 +19,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from pushpull.core import tls
 from pushpull.core.files import write_json
 from pushpull.core.schema import SCHEMA_VERSION
+from pushpull.harness import certs
 from pushpull.harness.cell import run_cell
 from pushpull.harness.config import BenchConfig, Cell
 from pushpull.harness.manifest import build_manifest, new_run_dir, point_latest
@@ -261,6 +263,10 @@ def open_run(config, pin, command, extra_manifest, lock) -> tuple[Path, dict, di
     lock.describe(run_dir, command)
     point_latest(run_dir)
     cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
+    if any(config.tls):
+        trust_run_ca(config, run_dir)
+    elif config.tls_files is not None:  # a --target's --tls-ca
+        tls.trust(config.tls_files.ca)
     manifest = build_manifest(config.to_json(), placement)
     manifest["command"] = command
     manifest["concurrent_with"] = lock.concurrent_with  # another run measuring at the same time
@@ -279,6 +285,18 @@ def open_run(config, pin, command, extra_manifest, lock) -> tuple[Path, dict, di
     }
     write_json(run_dir / "summary.json", summary)
     return run_dir, cpus, manifest, summary
+
+
+def trust_run_ca(config: BenchConfig, run_dir: Path) -> None:
+    """The run's certificates (the user's, or a CA made for the run in tls/), and this process
+    trusting that CA alone: the harness's reads and probes verify the servers as clients do."""
+    if config.target is not None:  # its CA: --tls-ca, or the system's store
+        tls.trust(config.tls_files.ca if config.tls_files else None)
+        return
+    if config.tls_files is None:
+        hosts = certs.address_names([config.host, config.master_host])
+        config.tls_files = certs.make(run_dir / "tls", hosts)
+    tls.trust(config.tls_files.ca)
 
 
 def announce(config: BenchConfig, planned: list[Cell] | None, run_dir: Path) -> None:
