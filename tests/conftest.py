@@ -66,6 +66,11 @@ def _node() -> bool:
 
 PIECES = {  # piece: (is it here?, how to get it)
     "Chromium": (_chromium, "apt-get install chromium (.ci/run installs it)"),
+    "nginx": (
+        lambda: __import__("pushpull.harness.nginx", fromlist=["find_nginx"]).find_nginx()
+        is not None,
+        "apt-get install nginx (.ci/run installs it)",
+    ),
     "Redis": (lambda: redis_answers(), f"start redis-server so that {REDIS_URL} answers"),
     "root": (lambda: os.geteuid() == 0, "run the tests as root (CI does)"),
     "ip": (lambda: shutil.which("ip") is not None, "apt-get install iproute2"),

@@ -38,7 +38,7 @@ from pushpull.harness.locust import locust_command, wait_for, wait_for_files
 from pushpull.harness.logscan import scan_logs
 from pushpull.harness.mq import QueueUnavailable, Redis
 from pushpull.harness.network import process_cpu, start_relay
-from pushpull.harness.nginx import start_nginx
+from pushpull.harness.nginx import edge_bytes, start_nginx
 from pushpull.harness.procs import (
     HarnessError,
     Managed,
@@ -100,6 +100,7 @@ class CellRun:
     proxy: Managed | None = None  # nginx in front of the servers (--proxy nginx)
     proxy_info: dict | None = None
     proxy_cpu: list = field(default_factory=list)  # nginx's CPU seconds at the window's edges
+    proxy_bytes: list = field(default_factory=list)  # bytes at nginx's client edge, same edges
     client_urls: list[str] = field(default_factory=list)  # what the clients connect to
     locust: Managed | None = None
     redis: Redis | None = None
@@ -225,6 +226,7 @@ class CellRun:
         self.sleep_until(window["start_ns"], "warm-up", "warm-up")
         self.relay_cpu = [process_cpu(self.relay)]
         self.proxy_cpu = [process_cpu(self.proxy)]
+        self.proxy_bytes = [edge_bytes(self.proxy_info["url"])] if self.proxy else []
         self.start = snapshot(self.stats_urls, self.processes, self.redis)
         if self.cell.storm:
             self.storm = drop_everything(self)
@@ -232,6 +234,8 @@ class CellRun:
         self.end = snapshot(self.stats_urls, self.processes, self.redis, stats_last=True)
         self.relay_cpu.append(process_cpu(self.relay))
         self.proxy_cpu.append(process_cpu(self.proxy))
+        if self.proxy is not None:
+            self.proxy_bytes.append(edge_bytes(self.proxy_info["url"]))
         if "published" not in self.unavailable:
             since, until = window["start_ns"], window["end_ns"]
             self.published = get_json(self.url + f"/published?since={since}&until={until}")
@@ -312,7 +316,7 @@ class CellRun:
             )
         summary["network"] = self.cell.network_profile
         summary["proxy"] = proxy_figures(
-            self.proxy_info, self.proxy_cpu, self.start, self.end, self.merged
+            self.proxy_info, self.proxy_cpu, self.proxy_bytes, self.start, self.end, self.merged
         )
         if self.storm is not None:
             summary["recovery"] = storm_figures(

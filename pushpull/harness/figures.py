@@ -341,17 +341,30 @@ def server_error_text(errors: dict | None) -> str:
 
 
 def proxy_figures(
-    info: dict | None, cpu_s: list[float | None], start: Snapshot, end: Snapshot, merged: dict
+    info: dict | None,
+    cpu_s: list[float | None],
+    edge: list,
+    start: Snapshot,
+    end: Snapshot,
+    merged: dict,
 ) -> dict | None:
     """nginx's own cost in the window, on the server side of the ledger (beside the server
-    processes' and Redis's, never inside them): its CPU per delivery and share of one core."""
+    processes' and Redis's, never inside them): its CPU per delivery and share of one core;
+    and the bytes per delivery at its client edge (TLS records included where TLS ends
+    there), which the servers' own counts, taken behind nginx, do not see."""
     if info is None:
         return None
     figures = network_figures(cpu_s, start, end, merged)
+    edge_in = edge_out = None
+    if len(edge) == 2 and None not in edge:
+        edge_in = per(edge[1][0] - edge[0][0], merged["received"])
+        edge_out = per(edge[1][1] - edge[0][1], merged["received"])
     return {
         **info,
         "cpu_us_per_delivery": figures["network_cpu_us_per_delivery"],
         "cpu_percent": figures["network_cpu_percent"],
+        "edge_bytes_per_delivery": None if edge_in is None else round(edge_in + edge_out, 3),
+        "edge_bytes_out_per_delivery": edge_out,
     }
 
 

@@ -27,7 +27,6 @@ from pushpull.harness.procs import HarnessError, Managed, get_json
 
 NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 READ_TIMEOUT_S = 3600  # longer than any long-poll hold (30 s at most) and any cell
-WORKER_CONNECTIONS = 65536  # each client holds two: its own and the one to the server
 
 
 def find_nginx() -> str | None:
@@ -83,7 +82,7 @@ pid {folder / "nginx.pid"};
 error_log {folder / "error.log"} warn;
 
 events {{
-    worker_connections {WORKER_CONNECTIONS};
+    worker_connections {nofile};
     multi_accept on;
 }}
 
@@ -163,6 +162,29 @@ def start_nginx(
         "tls": tls_files is not None,
     }
     return nginx, url, info
+
+
+TCP_COUNTS = re.compile(r"bytes_acked:(\d+).*?bytes_received:(\d+)")
+
+
+def edge_bytes(url: str) -> tuple[int, int] | None:
+    """(received, sent) payload bytes of every established connection on `url`'s port, from
+    the kernel (`ss -ti`, tcp_info): what crossed the wire at nginx's client edge, TLS records
+    included. None where ss is missing or fails."""
+    port = urlsplit(url).port
+    try:
+        done = subprocess.run(
+            ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    received = sent = 0
+    for acked, got in TCP_COUNTS.findall(done.stdout):
+        sent, received = sent + int(acked), received + int(got)
+    return received, sent
 
 
 def wait_proxy_ready(nginx: Managed, url: str, pids: set[int], deadline_s: float) -> None:
