@@ -60,6 +60,8 @@ class ClosingUpgradeHandler(pywsgi.WSGIHandler):
 
     CLOSE_WAIT_S = 2.0
 
+    wire_counts = (0, 0)  # over TLS: the connection's bytes on the wire after its last answer
+
     def handle_one_response(self):
         try:
             super().handle_one_response()
@@ -67,6 +69,8 @@ class ClosingUpgradeHandler(pywsgi.WSGIHandler):
             if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
                 self.close_connection = True
                 self.finish_websocket()
+            if self.server.tls_context is not None:  # pywsgi closes the socket itself after
+                self.wire_counts = tcp_bytes(self.socket)  # the last answer: read it first
 
     def handle_error(self, t, v, tb):
         """A TLS client that went away without its close_notify (a closed tab, a dropped
@@ -116,7 +120,6 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
             self.environ["wsgi.url_scheme"] = "https"
             self._closed_wire = [0, 0]  # bytes read and written by connections already closed
             counters.wire = self.wire_bytes
-            tls_context.sslsocket_class = counted_tls_socket_class(self._closed_add)
         if admin:
             self.application = admin_routes(self.application, self.drop_connections, counters)
 
@@ -147,10 +150,12 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
             sock.close()
             return None
         self._live[handler] = secured
+        request = self.handler_class(secured, address, self)  # what pywsgi's handle() does
         try:
-            return super().handle(secured, address)
+            request.handle()
         finally:
             self._live.pop(handler, None)
+            self._closed_add(request.wire_counts)
 
     def _closed_add(self, counts: tuple[int, int]) -> None:
         self._closed_wire[0] += counts[0]
@@ -174,19 +179,6 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
             with contextlib.suppress(OSError):
                 shutdown_tcp(sock)
         return len(dropped)
-
-
-def counted_tls_socket_class(add: Callable[[tuple[int, int]], None]) -> type:
-    """gevent's SSLSocket that hands its connection's bytes on the wire (`tcp_bytes`) to `add`
-    just before its descriptor closes (pywsgi closes it after the handler, when the last file
-    made from it is closed too)."""
-
-    class CountedTLSSocket(gevent.ssl.SSLSocket):
-        def _real_close(self):
-            add(tcp_bytes(self))
-            super()._real_close()
-
-    return CountedTLSSocket
 
 
 TCP_INFO_BYTES = struct.Struct("=QQ")  # struct tcp_info's tcpi_bytes_acked, tcpi_bytes_received

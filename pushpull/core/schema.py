@@ -18,6 +18,9 @@ Version history:
        `network_errors` (its log, scanned as the servers' are)
     7  `first_connect_us`: each client's first connect, begun -> its welcome (or its poll's
        baseline answer), the round trips of the transport's handshake (null before 7)
+    8  `tls` (https and wss), `proxy` (nginx in front, or null), `proxy_figures` (nginx's
+       version, config, CPU per delivery and client-edge bytes per delivery), `proxy_errors`,
+       `descriptors_exhausted` (the process that ran out of file descriptors, or null)
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TypedDict
 
-SCHEMA_VERSION = 7
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+SCHEMA_VERSION = 8
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 class LatencySummary(TypedDict):
@@ -130,6 +133,11 @@ class CellSummary:
     network_cpu_percent: float | None = None  # of one core, in the window (6)
     network_errors: dict | None = None  # tracebacks and error lines in the emulator's log (6)
     first_connect_us: LatencySummary | None = None  # connect begun -> welcome, per client (7)
+    tls: bool = False  # https and wss, the certificate verified by every client (8)
+    proxy: str | None = None  # "nginx" in front of the servers, or null (8)
+    proxy_figures: dict | None = None  # nginx: version, config, CPU and edge bytes (8)
+    proxy_errors: dict | None = None  # error lines in nginx's error log (8)
+    descriptors_exhausted: str | None = None  # who ran out of file descriptors (8)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -157,4 +165,13 @@ def upgrade_cell(cell: dict, version: int) -> dict:
         }
     if version < 7:
         cell = {"first_connect_us": None, **cell}
+    if version < 8:
+        cell = {
+            "tls": False,
+            "proxy": None,
+            "proxy_figures": None,
+            "proxy_errors": None,
+            "descriptors_exhausted": None,
+            **cell,
+        }
     return cell

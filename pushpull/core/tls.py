@@ -78,6 +78,15 @@ def socketio_options(url: str) -> dict:
     return {"http_session": session}
 
 
+def refusal(exc: BaseException) -> str | None:
+    """The one line of a failed certificate verification, found in `exc` (urllib wraps it in
+    a URLError), or None when `exc` is something else."""
+    cause = getattr(exc, "reason", exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"the server's certificate failed verification: {reason(cause)}"
+    return None
+
+
 def reason(exc: BaseException) -> str:
     """One line for a failed TLS handshake: what the verification said."""
     if isinstance(exc, ssl.SSLCertVerificationError):

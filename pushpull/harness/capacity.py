@@ -79,6 +79,8 @@ def capacity_range(measurements: list[list]) -> list[int | None]:
 
 def verdict(cell: dict, slo_p99_us: float) -> str | None:
     """Why this cell fails the limit, or None if it holds."""
+    if cell.get("descriptors_exhausted"):
+        return cell["descriptors_exhausted"]
     if cell["client_bound"]:
         return "the load generator saturated (" + "; ".join(cell["client_bound_reasons"]) + ")"
     if cell["errors"]:

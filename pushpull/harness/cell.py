@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -315,7 +316,7 @@ class CellRun:
                 f"{sorted(self.cpus.get('loadgen') or []) or 'all'} with Locust"
             )
         summary["network"] = self.cell.network_profile
-        summary["proxy"] = proxy_figures(
+        summary["proxy_figures"] = proxy_figures(
             self.proxy_info, self.proxy_cpu, self.proxy_bytes, self.start, self.end, self.merged
         )
         if self.storm is not None:
@@ -331,6 +332,16 @@ class CellRun:
                 {"nginx/error.log": self.cell_dir / "nginx" / "error.log"}
             )
         summary["loadgen_errors"] = scan_logs({self.locust.log_path.name: self.locust.log_path})
+        summary["descriptors_exhausted"] = descriptors_exhausted(
+            {
+                **{
+                    server_name(k, len(self.servers)): s.log_path
+                    for k, s in enumerate(self.servers)
+                },
+                "nginx": self.cell_dir / "nginx" / "error.log",
+                "the load generator": self.locust.log_path,
+            }
+        )
         write_json(self.cell_dir / "summary.json", summary)
         return summary
 
@@ -346,6 +357,26 @@ class CellRun:
         if len(self.servers) > 1:
             stats["processes"] = {"idle": idle, "window_start": start, "window_end": end}
         return stats
+
+
+DESCRIPTOR_SIGNS = ("Too many open files", "worker_connections are not enough")
+
+
+def descriptors_exhausted(logs: dict[str, Path]) -> str | None:
+    """One line naming the first process whose log says it ran out of file descriptors (a
+    capacity step's reason), or None."""
+    for who, path in logs.items():
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(sign in text for sign in DESCRIPTOR_SIGNS):
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            return (
+                f"{who} ran out of file descriptors (the open-file limit, {hard} here, which "
+                "not even root may raise; more server processes behind nginx go further)"
+            )
+    return None
 
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}

@@ -162,6 +162,8 @@ def cell_identity(config: BenchConfig, cell: Cell, window: dict) -> dict:
         "loadgen_workers": cell.loadgen_workers,
         "server_procs": cell.server_procs,
         "message_queue": None if cell.message_queue is None else redacted(cell.message_queue),
+        "tls": cell.tls,
+        "proxy": cell.proxy,
     }
 
 

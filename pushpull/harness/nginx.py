@@ -14,6 +14,7 @@ pushpull/core/child.py); one worker is what the master would run on these two co
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import shutil
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pushpull.core import tls
 from pushpull.harness.procs import HarnessError, Managed, get_json
 
 NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -30,6 +32,11 @@ READ_TIMEOUT_S = 3600  # longer than any long-poll hold (30 s at most) and any c
 
 
 def find_nginx() -> str | None:
+    """PUSHPULL_NGINX (a path; one that does not exist means: none), else nginx on PATH or
+    where Debian puts it."""
+    chosen = os.environ.get("PUSHPULL_NGINX")
+    if chosen is not None:
+        return chosen if Path(chosen).is_file() else None
     found = shutil.which("nginx")
     if found:
         return found
@@ -55,12 +62,19 @@ def free_port(host: str) -> int:
 
 
 def config_text(
-    upstreams: list[str], host: str, port: int, folder: Path, tls_files=None, nofile: int = 20000
+    upstreams: list[str],
+    host: str,
+    port: int,
+    folder: Path,
+    tls_files=None,
+    nofile: int = 20000,
+    sticky: bool = True,
 ) -> str:
-    """The nginx.conf of a cell (docs/production.md, "The generated configuration")."""
+    """The nginx.conf of a cell (docs/production.md, "The generated configuration");
+    `sticky=False` leaves out ip_hash (round robin: only the tests want that)."""
     shown = f"[{host}]" if ":" in host else host
     servers = "\n".join(f"        server {urlsplit(u).netloc} max_fails=0;" for u in upstreams)
-    sticky = "        ip_hash;\n" if len(upstreams) > 1 else ""
+    sticky = "        ip_hash;\n" if len(upstreams) > 1 and sticky else ""
     listen = f"{shown}:{port}" + (" ssl" if tls_files is not None else "")
     tls = ""
     if tls_files is not None:
@@ -129,6 +143,7 @@ def start_nginx(
     tls_files=None,
     server_pids: set[int] | None = None,
     deadline_s: float = 20.0,
+    sticky: bool = True,
 ) -> tuple[Managed, str, dict]:
     """nginx in front of `upstreams`, once /healthz through it names one of `server_pids`: the
     process, the URL the clients connect to, and what the manifest records of it."""
@@ -140,7 +155,7 @@ def start_nginx(
         (folder / "temp" / kind).mkdir(parents=True, exist_ok=True)
     port = free_port(host)
     conf = folder / "nginx.conf"
-    conf.write_text(config_text(upstreams, host, port, folder, tls_files, hard_nofile()))
+    conf.write_text(config_text(upstreams, host, port, folder, tls_files, hard_nofile(), sticky))
     command = [binary, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(conf)]
     nginx = Managed("nginx", command, folder / "nginx.log", cpus)
     scheme = "https" if tls_files is not None else "http"
@@ -158,7 +173,7 @@ def start_nginx(
         "config": str(conf),
         "url": url,
         "upstreams": upstreams,
-        "sticky": "ip_hash" if len(upstreams) > 1 else None,
+        "sticky": "ip_hash" if len(upstreams) > 1 and sticky else None,
         "tls": tls_files is not None,
     }
     return nginx, url, info
@@ -205,6 +220,8 @@ def wait_proxy_ready(nginx: Managed, url: str, pids: set[int], deadline_s: float
                 return
             last = f"/healthz through nginx names pid {health.get('pid')}"
         except (OSError, ValueError) as exc:
+            if refused := tls.refusal(exc):
+                raise HarnessError(f"nginx at {url}: {refused}") from None
             last = str(exc)
         time.sleep(0.05)
     raise HarnessError(f"nginx at {url} was not ready within {deadline_s:g} s: {last}")

@@ -173,6 +173,8 @@ def wait_ready(server: Managed, url: str, deadline_s: float) -> None:
                 return
             last = f"/healthz names pid {health.get('pid')}, not {server.pid} (a stale server on the port?)"
         except (OSError, ValueError) as exc:
+            if refused := tls.refusal(exc):  # waiting longer will not change the certificate
+                raise HarnessError(f"server {server.name} at {url}: {refused}") from None
             last = str(exc)
         time.sleep(0.05)
     raise HarnessError(
