@@ -26,7 +26,7 @@ empty :=
 space := $(empty) $(empty)
 list   = $(subst $(space),$(comma),$(strip $(1)))
 
-.PHONY: setup bench perf capacity storm churn plot report compare gallery networks noise validate demo test test-all lint clean
+.PHONY: setup bench perf capacity storm churn plot report compare gallery networks production nginx noise validate demo test test-all lint clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -101,6 +101,21 @@ gallery: $(STAMP)
 # between events (3G's 300 ms against 7 events/s, a 143 ms gap). About 15 minutes.
 NET_CLIENTS ?= 100
 NETWORKS    ?= loopback,cable,lte,3gfast,3g
+# What each production layer costs (the README's production table): every transport on five
+# stacks side by side in one run: direct, TLS, nginx, nginx + TLS, nginx + TLS + 2 processes on
+# Redis (about 6 minutes at the defaults). nginx comes from Debian's packages when missing.
+PRODUCTION_CLIENTS ?= 100
+PRODUCTION_ARGS    ?=
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+production: $(STAMP) nginx
+	$(BIN)/pushpull production --clients "$(PRODUCTION_CLIENTS)" --out "$(OUT)" $(PRODUCTION_ARGS)
+	cp $(OUT)/latest/charts/production.png docs/images/reference-production.png
+
+nginx:
+	@[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || \
+		$(SUDO) apt-get install -y --no-install-recommends nginx >/dev/null || \
+		{ $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends nginx >/dev/null; }
+
 networks: $(STAMP)
 	$(BIN)/pushpull bench --transports "$(call registry,all)" --clients "$(NET_CLIENTS)" \
 		--network "$(NETWORKS)" --duration 10 --out "$(OUT)"

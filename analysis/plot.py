@@ -23,6 +23,7 @@ from analysis.capacity import plot_capacity  # noqa: E402
 from analysis.churn import plot_churn  # noqa: E402
 from analysis.cost import plot_cost_per_delivery, plot_latency_vs_rate, plot_polling_vs_interval  # noqa: E402
 from analysis.network import plot_connect_vs_rtt, plot_latency_vs_rtt  # noqa: E402
+from analysis.production import plot_production  # noqa: E402
 from analysis.results import (  # noqa: E402
     NETWORK,
     PlotError,
@@ -299,6 +300,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         plot_storm(run, out),
         plot_latency_vs_rtt(run, out),
         plot_connect_vs_rtt(run, out),
+        plot_production(run, out),
     )
     paths += [p for p in optional if p]
     write_summary_table(run, run.path / "summary.md")

@@ -97,6 +97,11 @@ def add_arguments(parser) -> None:
         default="off",
         help="on: a client the server drops comes back with its real library's backoff",
     )
+    add_placement_arguments(parser)
+
+
+def add_placement_arguments(parser) -> None:
+    """Where the clients connect, from where, trusting which CA, and where results go."""
     parser.add_argument(
         "--server-urls",
         default="",

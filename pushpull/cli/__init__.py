@@ -16,11 +16,13 @@
     pushpull transports
     pushpull networks
     pushpull bench --network loopback,lte,3g,rtt=100ms --clients 50
+    pushpull bench --tls off,on --proxy none,nginx --server-procs 2 --message-queue redis://127.0.0.1:6379/0
+    pushpull production --clients 100   # direct, TLS, nginx, nginx + TLS, + 2 processes on Redis
 
 Bad input is one line naming the flag, what was wrong and what is allowed, with exit status 2.
 
 One module per command (bench.py, perf.py, capacity.py, storm.py, worker.py, validate.py,
-listing.py for `transports`, demo.py, plot.py, report.py, compare.py), each with `add_parser`
+listing.py for `transports`, production.py, demo.py, plot.py, report.py, compare.py), each with `add_parser`
 and `run`; the measuring commands share their flags and the one BenchConfig builder
 (options.py), the flags' value parsers (values.py) and the step after the run (finish.py).
 """
@@ -38,6 +40,7 @@ from pushpull.cli import (
     networks,
     perf,
     plot,
+    production,
     report,
     storm,
     validate,
@@ -49,7 +52,8 @@ from pushpull.harness.config import UsageError
 from pushpull.harness.procs import HarnessError, output_error
 
 COMMANDS = (
-    bench, perf, capacity, storm, worker, validate, listing, networks, demo, plot, report, compare,
+    bench, perf, capacity, storm, production, worker, validate, listing, networks, demo, plot,
+    report, compare,
 )  # fmt: skip
 
 

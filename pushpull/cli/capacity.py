@@ -32,6 +32,7 @@ def add_parser(commands) -> None:
         rate=("2", "events published per second (default %(default)s)"),
         poll_interval=("0.5", "short-poll period (default %(default)s)"),
         spawn_rate="200",
+        loadgen_procs=("1", "Locust processes per cell (one: the first given) (default 1)"),
         network=(
             "loopback",
             "the network between each client and the server (one: the first "
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "proxies",
             "server_procs",
             "message_queues",
+            "loadgen_procs",
         ),
         clients=[start],
     )

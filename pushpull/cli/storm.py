@@ -31,6 +31,7 @@ def add_parser(commands) -> None:
         rate=("2", "events published per second (default %(default)s)"),
         spawn_rate="200",
         repeat=("1", "repeats per transport (default 1)"),
+        loadgen_procs="1",
         network="loopback",
         resume="off",
     )
