@@ -20,9 +20,10 @@ from analysis.results import Run  # noqa: E402
 from analysis.style import (  # noqa: E402
     label,
     markdown_table,
+    rank,
     save_figure,
     transport_order,
-    write_text_inside,  # noqa: E402
+    write_text_inside,
 )
 
 # (name, tls, proxy, server processes on a queue): what `pushpull production` measures
@@ -89,7 +90,7 @@ def rows(run: Run) -> list[dict]:
             }
         )
     order = [name for name, *_ in STACKS]
-    return sorted(found, key=lambda r: (transport_order([r["transport"]]), order.index(r["stack"])))
+    return sorted(found, key=lambda r: (rank(r["transport"]), order.index(r["stack"])))
 
 
 def number(value: float | None, digits: int = 1) -> str:

@@ -50,9 +50,12 @@ def stack_cells(config) -> list:
     """Per transport, the five stacks of analysis/production.py, repeats interleaved."""
     from analysis.production import STACKS
 
-    queue = config.message_queues[0]
+    queue = next(q for q in config.message_queues if q is not None)
+    plain = replace(
+        config, tls=[False], proxies=[None], server_procs=[1], message_queues=[None], repeat=1
+    )
     cells = []
-    for cell in [c for c in config.cells() if c.repeat == 1]:
+    for cell in plain.cells():  # one per transport (and poll interval): then its five stacks
         for _name, secure, proxy, procs in STACKS:
             cells.append(
                 replace(
