@@ -138,7 +138,7 @@ def draw(found: list[dict], path: Path, title: str) -> None:
                 bottom += value
             ax.text(x, bottom, f"{row['p50_ms']:.0f}" if row["p50_ms"] >= 10 else f"{row['p50_ms']:.1f}",
                     ha="center", va="bottom", fontsize=6.5, rotation=90)  # fmt: skip
-    ax.set_xticks(range(len(names)), [label(n) for n in names])
+    ax.set_xticks(range(len(names)), [label(n).replace(" (", "\n(") for n in names])
     ax.set_ylabel("server-side CPU per delivery (us)")
     ax.set_xlabel(
         "transport; bars left to right: " + ", ".join(stacks) + " (hatched: TLS); "

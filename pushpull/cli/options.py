@@ -195,8 +195,8 @@ def add_placement_options(bench: argparse.ArgumentParser) -> None:
         default=None,
         metavar="RANGE",
         help="loopback addresses the clients connect from, e.g. 127.0.0.2-127.0.0.254 or "
-        "127.0.1.0/24 (default: 127.0.0.1, or 127.0.0.2-127.0.0.254 behind nginx with "
-        "several server processes, so that ip_hash spreads them)",
+        "127.0.1.0/24 (default: 127.0.0.1; behind nginx with several server processes one "
+        "per /24 of 127.0.1.1-127.0.254.1, as ip_hash keys on an address's first 3 octets)",
     )
 
 
