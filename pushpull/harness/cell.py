@@ -360,6 +360,10 @@ class CellRun:
 
 
 DESCRIPTOR_SIGNS = ("Too many open files", "worker_connections are not enough")
+DESCRIPTOR_WAYS_ON = {
+    "nginx": "each client holds two of nginx's, its own and the one to a server",
+    "the load generator": "more Locust processes go further",
+}
 
 
 def descriptors_exhausted(logs: dict[str, Path]) -> str | None:
@@ -372,9 +376,10 @@ def descriptors_exhausted(logs: dict[str, Path]) -> str | None:
             continue
         if any(sign in text for sign in DESCRIPTOR_SIGNS):
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            way_on = DESCRIPTOR_WAYS_ON.get(who, "more server processes behind nginx go further")
             return (
                 f"{who} ran out of file descriptors (the open-file limit, {hard} here, which "
-                "not even root may raise; more server processes behind nginx go further)"
+                f"not even root may raise; {way_on})"
             )
     return None
 
