@@ -155,6 +155,11 @@ def on_init(environment, runner, **_kwargs) -> None:
         )
     chosen = transports.resolve(spec.client_path(options.client))
     tls.trust(options.tls_ca or None)
+    if options.tls_ca or tls.secure(environment.host or ""):
+        log.info(
+            "TLS: every server certificate verified against %s",
+            options.tls_ca or "the system's store",
+        )
     addresses = [a for a in options.source_addresses.split(",") if a]
     sources.configure(addresses, offset=os.getpid())  # processes start at different addresses
     # Locust lifts the soft limit to 10,000 only; a client holds a descriptor, so take them all

@@ -18,6 +18,7 @@ from hdrh.histogram import HdrHistogram
 
 from pushpull.core import transports
 from pushpull.core.schema import SCHEMA_VERSION
+from pushpull.harness.nginx import find_nginx
 from tests.conftest import (
     QUICK_CELL,
     ROOT,
@@ -208,9 +209,10 @@ def command_of(process: psutil.Process) -> str:
 @pytest.mark.slow
 def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
     """kill -9 mid-sweep, with Locust as a master and two workers and the clients behind the
-    network emulator: the server, the emulator, the master and the workers go."""
+    network emulator and nginx: the server, nginx, the emulator, the master and the workers go."""
+    nginx = ["--proxy", "nginx"] if find_nginx() is not None else []
     process = start_bench(
-        tmp_path, *SWEEP, "--loadgen-procs", "2", "--network", "rtt=10ms", "--no-plot"
+        tmp_path, *SWEEP, "--loadgen-procs", "2", "--network", "rtt=10ms", *nginx, "--no-plot"
     )
     wait_for_cells(tmp_path, 1, process, timeout=120)
     deadline = time.monotonic() + 60
@@ -221,9 +223,11 @@ def test_a_killed_harness_leaves_no_server_or_locust_behind(tmp_path):
             break
         time.sleep(0.1)
     relays = [c for c in children if "pushpull.harness.relay" in command_of(c)]
-    assert len(locusts) == 3 and len(relays) == 1 and len(children) == 5, [
+    proxies = [c for c in children if c.name() == "nginx"]
+    assert len(locusts) == 3 and len(relays) == 1 and len(proxies) == len(nginx) // 2, [
         command_of(c) for c in children
     ]
+    assert len(children) == 5 + len(proxies), [command_of(c) for c in children]
     process.send_signal(signal.SIGKILL)  # a crash: no finally blocks run
     process.communicate(timeout=30)
     assert_all_gone(children, tmp_path)
