@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -26,9 +27,13 @@ class Chromium:
     """One headless Chromium with one page; `call` sends a CDP command and returns its result,
     keeping the events that arrive meanwhile (console messages, exceptions) in `events`."""
 
-    def __init__(self, profile: Path, width: int = 1280, height: int = 1600) -> None:
+    def __init__(
+        self, profile: Path, width: int = 1280, height: int = 1600, home: Path | None = None
+    ) -> None:
+        """`home`: the HOME Chromium runs with (its NSS certificate store is home/.pki/nssdb)."""
         assert CHROMIUM is not None, "Chromium is not installed"
         self.profile = profile
+        self.home = home
         self.size = (width, height)
         self.events: list[dict] = []
         self._ids = count(1)
@@ -45,6 +50,7 @@ class Chromium:
              "--disable-sync", "--disable-quic", f"--user-data-dir={self.profile}",
              "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=None if self.home is None else {**os.environ, "HOME": str(self.home)},
         )  # fmt: skip
         try:
             port_file = self.profile / "DevToolsActivePort"

@@ -66,9 +66,14 @@ def _node() -> bool:
 
 PIECES = {  # piece: (is it here?, how to get it)
     "Chromium": (_chromium, "apt-get install chromium (.ci/run installs it)"),
+    "certutil": (
+        lambda: shutil.which("certutil") is not None,
+        "apt-get install libnss3-tools (.ci/run installs it)",
+    ),
     "nginx": (
-        lambda: __import__("pushpull.harness.nginx", fromlist=["find_nginx"]).find_nginx()
-        is not None,
+        lambda: (
+            __import__("pushpull.harness.nginx", fromlist=["find_nginx"]).find_nginx() is not None
+        ),
         "apt-get install nginx (.ci/run installs it)",
     ),
     "Redis": (lambda: redis_answers(), f"start redis-server so that {REDIS_URL} answers"),

@@ -269,3 +269,45 @@ def test_the_demo_over_a_network_shows_each_pane_late_by_it(tmp_path):
     for name, figures in state.items():
         assert 50 <= figures["p50"] < 1_000, (name, figures)
     assert refused(f"http://127.0.0.1:{port}/"), "the emulator outlived `pushpull demo`"
+
+
+@needs("Chromium", "socket.io-client", "certutil")
+def test_the_demo_over_tls_in_a_browser_that_trusts_its_ca(tmp_path):
+    """`pushpull demo --tls on`: the page and every pane over https and wss, with a certificate
+    from a CA made for the demo; Chromium trusts that CA (imported into its NSS store, as a user
+    would import it), not every certificate: each pane connects and receives events."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pushpull.cli", "demo", "--port", str(port), "--rate", "5",
+         "--tls", "on"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"pushpull demo: open https://127.0.0.1:{port}/"), (
+            line + process.stderr.read()
+        )
+        ca_line = process.stdout.readline()
+        assert ca_line.startswith("pushpull demo: TLS: the certificate's CA is "), ca_line
+        ca = ca_line.split()[-1]
+        nssdb = tmp_path / "home" / ".pki" / "nssdb"
+        nssdb.mkdir(parents=True)
+        certutil = ["certutil", "-d", f"sql:{nssdb}"]
+        subprocess.run([*certutil, "-N", "--empty-password"], check=True, timeout=30)
+        subprocess.run(
+            [*certutil, "-A", "-t", "C,,", "-n", "pushpull demo CA", "-i", ca],
+            check=True, timeout=30,
+        )  # fmt: skip
+        with Chromium(tmp_path / "profile", 1280, 900, home=tmp_path / "home") as browser:
+            browser.navigate(line.split()[3])
+            browser.wait_for(
+                f"{PANES}.length === {len(NAMES)} && "
+                f"{PANES}.every(p => Number(p.dataset.received) >= 3)",
+                timeout=30,
+                what="3 events in every pane, over TLS",
+            )
+            assert browser.evaluate("location.protocol") == "https:"
+    finally:
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=15)
+    assert status == 0 and "Traceback" not in process.stderr.read()

@@ -33,6 +33,17 @@ def add_parser(commands) -> None:
         help="put the page and every pane behind an emulated network: a built-in profile "
         "(`pushpull networks`) or a spec, e.g. lte or rtt=100ms (default: none, loopback)",
     )
+    demo.add_argument(
+        "--tls",
+        choices=("off", "on"),
+        default="off",
+        help="serve the page and every pane over https and wss, with a certificate from a CA "
+        "made for this demo (its path is printed: import it into your browser), or "
+        "--tls-cert/--tls-key/--tls-ca (default off)",
+    )
+    demo.add_argument("--tls-cert", default=None, metavar="PEM", help="your server certificate")
+    demo.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    demo.add_argument("--tls-ca", default=None, metavar="PEM", help="the CA that signed it")
     demo.set_defaults(run=run)
 
 
@@ -65,4 +76,7 @@ def rate_value(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pushpull.harness.certs import given
+
+    args.tls_files = given(args.tls_cert, args.tls_key, args.tls_ca)  # checked before starting
     return main(args)

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pushpull.core import networks, transports
-from pushpull.harness import procs
+from pushpull.core import networks, tls, transports
+from pushpull.harness import certs, procs
 from pushpull.harness.network import start_relay
 from pushpull.harness.procs import HarnessError, Managed, wait_for_announce, wait_ready
 
@@ -44,11 +44,23 @@ def panes() -> str:
     )
 
 
-def server_command(host: str, port: int, rate: float) -> list[str]:
+def server_command(host: str, port: int, rate: float, tls_files=None) -> list[str]:
+    secure = [] if tls_files is None else ["--tls-cert", tls_files.cert, "--tls-key", tls_files.key]
     return procs.server_command(
         "servers.demo", host, port, rate,
-        "--transports", panes(), "--socketio-client", str(SOCKETIO_CLIENT),
+        "--transports", panes(), "--socketio-client", str(SOCKETIO_CLIENT), *secure,
     )  # fmt: skip
+
+
+def demo_certificates(args: argparse.Namespace, folder: Path):
+    """The demo's TLS files: the user's (--tls-cert/--tls-key/--tls-ca), a CA made for this
+    demo (--tls on), or None; the harness trusts that CA for its own readiness check."""
+    tls_files = getattr(args, "tls_files", None)
+    if tls_files is None and getattr(args, "tls", "off") == "on":
+        tls_files = certs.make(folder / "tls", certs.address_names([args.host]))
+    if tls_files is not None:
+        tls.trust(tls_files.ca)
+    return tls_files
 
 
 def loopback(host: str) -> bool:
@@ -89,9 +101,10 @@ def main(args: argparse.Namespace) -> int:
     network = networks.parse(args.network) if getattr(args, "network", None) else None
     relay = None
     with tempfile.TemporaryDirectory(prefix="pushpull-demo-") as folder:
+        tls_files = demo_certificates(args, Path(folder))
         server = Managed(
             "servers.demo",
-            server_command(args.host, 0 if network else args.port, args.rate),
+            server_command(args.host, 0 if network else args.port, args.rate, tls_files),
             Path(folder) / "server.log",
             cpus=None,
             cwd=ROOT,
@@ -117,6 +130,8 @@ def main(args: argparse.Namespace) -> int:
                 f"pushpull demo: open {page_url(listening, args.host)}  (Ctrl-C stops it{over})",
                 flush=True,
             )
+            if tls_files is not None:
+                print(f"pushpull demo: TLS: the certificate's CA is {tls_files.ca}", flush=True)
             if not loopback(args.host):
                 print(
                     f"pushpull demo: warning: --host {args.host} is reachable from other "
