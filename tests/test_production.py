@@ -273,3 +273,18 @@ def test_a_server_given_half_a_certificate_says_so(run_ca):
     assert done.stderr.strip() == (
         "servers.websocket: error: --tls-cert needs --tls-key (a certificate and its private key)"
     )
+
+
+def test_tls_through_the_network_emulator_adds_its_handshake_round_trip(tmp_path):
+    """The emulator relays TCP, so https stays https through it (it once announced http, and
+    every TLS client failed); TLS 1.3's handshake is one more round trip per connection."""
+    result = pushpull(
+        "bench", "--tls", "on", "--network", "rtt=40ms", "--transports", "websocket",
+        "--clients", "2", "--duration", "1", "--grace", "0.5", "--drain", "0.5", "--idle", "0",
+        "--out", str(tmp_path), "--no-plot", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (cell,) = json.loads((next(tmp_path.glob("2*")) / "summary.json").read_text())["cells"]
+    trips = len(transports.get("websocket").connect_round_trips) + 1  # + the TLS handshake
+    assert cell["tls"] and cell["lost"] == 0
+    assert trips * 40 <= cell["first_connect_us"]["p50"] / 1000 <= trips * 40 + 30

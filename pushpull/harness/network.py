@@ -35,13 +35,15 @@ def start_relay(
         command += ["--target", url.split("://", 1)[1].rstrip("/")]
     relay = Managed("network emulator", command, cell_dir / "network.log", cpus.get("loadgen"))
     try:
-        urls = wait_for_announce(relay, deadline_s)["listening"]
-        if not urls:
+        listening = wait_for_announce(relay, deadline_s)["listening"]
+        if not listening:
             raise HarnessError(f"the network emulator announced no listener: {relay.log_tail()}")
     except BaseException:
         relay.stop()
         raise
-    return relay, urls
+    # it relays TCP: what the clients speak through it is their target's (https stays https)
+    schemes = [url.split("://", 1)[0] for url in urls]
+    return relay, [f"{scheme}://{u.split('://', 1)[1]}" for scheme, u in zip(schemes, listening)]
 
 
 def process_cpu(relay: Managed | None) -> float | None:
