@@ -116,11 +116,15 @@ def test_a_certificate_from_another_ca_fails_in_one_line(tmp_path, run_ca):
 
 
 @needs_nginx
-@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
-@pytest.mark.parametrize("transport", transports.NAMES)
+@pytest.mark.parametrize(
+    "transport, secure",
+    [(name, True) for name in transports.NAMES] + [("socketio", False), ("longpoll", False)],
+)
 def test_nginx_in_front_of_every_transport(transport, secure, run_ca, tmp_path):
     """The generated configuration carries every transport (upgrades, unbuffered streams and
-    polls) with TLS ending at nginx or not: the verify step passes through it."""
+    polls) with TLS ending at nginx, and over plain HTTP for one upgrade and one held poll
+    (the configuration differs only in `listen ... ssl` and its certificate lines): verify
+    passes through it."""
     spec = transports.get(transport)
     with running_server(spec.server, 20) as (url, pid):
         nginx, proxied, info = start_nginx(
