@@ -95,16 +95,20 @@ def plot_cost_per_delivery(run: Run, out: Path) -> Path:
         )
         ax.grid(True, axis="y", alpha=0.3)
     handles, labels = axes[0][1].get_legend_handles_labels()
+    # as many columns as the longest label leaves room for (about 190 characters a row here)
+    columns = max(1, min(len(keys), 4, 190 // (max(map(len, labels), default=1) + 8)))
+    rows = -(-len(keys) // columns)
+    fig.set_figheight(8.2 + 0.2 * max(0, rows - 3))
     fig.legend(
         handles,
         labels,
         loc="upper center",
-        ncol=min(len(keys), 4),
+        ncol=columns,
         fontsize=8.5,
         bbox_to_anchor=(0.5, 0.94),
     )
     fig.suptitle(f"Cost per delivered message, per transport\n{run.title_suffix()}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.92 - 0.03 * ((len(keys) - 1) // 4)))
+    fig.tight_layout(rect=(0, 0, 1, 0.92 - 0.025 * (rows - 1) * 8.2 / fig.get_figheight()))
     path = out / "cost_per_delivery.png"
     save_figure(fig, path)
     plt.close(fig)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from analysis.results import Run  # noqa: E402
 from analysis.style import color, label, save_figure, transport_order  # noqa: E402
+from pushpull.core import variants  # noqa: E402
 
 
 def setup_of(cell: dict) -> tuple[int, bool]:
@@ -25,8 +26,23 @@ def setup_text(setup: tuple[int, bool]) -> str:
     return f"{procs} process{'es' if procs > 1 else ''}" + (" + Redis" if queued else ", no queue")
 
 
+def stack_of(cell: dict) -> tuple[bool, str | None]:
+    """What stands in front of the servers: TLS, a proxy (docs/production.md)."""
+    return bool(cell.get("tls")), cell.get("proxy")
+
+
+def like_for_like(cells: list[dict]) -> list[dict]:
+    """The cells whose front (TLS, proxy) is that of the run's scaled-out cells, so that a
+    setup is compared with one process on the same stack, not with whichever came last."""
+    scaled = [c for c in cells if setup_of(c) != (1, False)]
+    if not scaled:
+        return cells
+    front = stack_of(scaled[0])
+    return [c for c in cells if stack_of(c) == front]
+
+
 def plot_scaleout(run: Run, out: Path) -> Path | None:
-    cells = [c for c in run.points() if c["latency_us"]["count"]]
+    cells = like_for_like([c for c in run.points() if c["latency_us"]["count"]])
     setups = sorted({setup_of(c) for c in cells}, key=lambda s: (s[1], s[0]))
     if len(setups) < 2 and not any(s[1] or s[0] > 1 for s in setups):
         return None
@@ -64,7 +80,7 @@ def plot_scaleout(run: Run, out: Path) -> Path | None:
                     "\n".join(flags), (x, p99), ha="center", va="bottom", fontsize=7, rotation=90
                 )
     for ax in (lat_ax, cpu_ax):
-        ax.set_xticks(range(len(names)), [textwrap.fill(label(n), 16) for n in names])
+        ax.set_xticks(range(len(names)), [textwrap.fill(label(n), 12) for n in names])
         ax.grid(axis="y", alpha=0.3)
     lat_ax.set_ylabel("delivery latency (ms): solid p50, pale p99")
     lat_ax.set_title(f"Latency at {clients} clients")
@@ -84,7 +100,11 @@ def plot_scaleout(run: Run, out: Path) -> Path | None:
         frameon=False,
     )
     lat_ax.set_ylim(top=lat_ax.get_ylim()[1] * 1.12)  # room for the flags above the bars
-    fig.suptitle("Beyond one process: one event stream shared through Redis")
+    front = ", ".join(variants.words(cells[0], {"proxy", "tls"}))
+    fig.suptitle(
+        "Beyond one process: one event stream shared through Redis"
+        + (f" ({front})" if front else "")
+    )
     if shared:
         fig.text(
             0.5, 0.065,

@@ -31,7 +31,7 @@ class TLSSocket:
         self.raw = sock  # the gevent socket: blocking reads and writes yield to the hub
         self._sock = sock._sock  # the real socket under it, which the Reactor reads
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = tls.context().wrap_bio(
+        self.sslobj = tls.context().wrap_bio(
             self.incoming, self.outgoing, server_hostname=server_hostname
         )
         self.plain = bytearray()  # plaintext decrypted but not yet taken (a peek, a short read)
@@ -42,7 +42,7 @@ class TLSSocket:
     def handshake(self) -> None:
         while True:
             try:
-                self.tls.do_handshake()
+                self.sslobj.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 self._flush()
@@ -62,7 +62,7 @@ class TLSSocket:
             self.raw.sendall(out)
 
     def sendall(self, data: bytes) -> None:
-        self.tls.write(data)
+        self.sslobj.write(data)
         self._flush()
 
     def decrypt(self, data: bytes) -> bytes:
@@ -75,7 +75,7 @@ class TLSSocket:
         chunks = []
         while True:
             try:
-                chunk = self.tls.read(RECV_BYTES)
+                chunk = self.sslobj.read(RECV_BYTES)
             except ssl.SSLWantReadError:
                 break
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):

@@ -129,10 +129,17 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
         if self.tls_context is not None:
             return self.handle_tls(sock, address)
         counted = self._socket_class(fileno=sock.detach())
-        handler = gevent.getcurrent()
-        self._live[handler] = counted
-        try:
+        with self._serving(counted):
             return super().handle(counted, address)
+
+    @contextlib.contextmanager
+    def _serving(self, sock):
+        """`sock` registered under the calling handler's greenlet while it is served (for
+        /admin/drop, and over TLS for the live connections' wire counts)."""
+        handler = gevent.getcurrent()
+        self._live[handler] = sock
+        try:
+            yield
         finally:
             self._live.pop(handler, None)
 
@@ -140,7 +147,6 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
         """The TLS handshake on the handler's greenlet, then the request as over TCP. A failed
         handshake (a client that does not trust our CA, or speaks plain HTTP) is counted in
         /stats, not logged. The connection's bytes are read from TCP_INFO when it closes."""
-        handler = gevent.getcurrent()
         try:
             sock.settimeout(self.TLS_HANDSHAKE_S)
             secured = self.tls_context.wrap_socket(sock, server_side=True)
@@ -149,12 +155,11 @@ class NoDelayWSGIServer(pywsgi.WSGIServer):
             self.counters.tls_handshakes_failed += 1
             sock.close()
             return None
-        self._live[handler] = secured
         request = self.handler_class(secured, address, self)  # what pywsgi's handle() does
         try:
-            request.handle()
-        finally:
-            self._live.pop(handler, None)
+            with self._serving(secured):
+                request.handle()
+        finally:  # no longer live: its last counts join the closed connections'
             self._closed_add(request.wire_counts)
 
     def _closed_add(self, counts: tuple[int, int]) -> None:

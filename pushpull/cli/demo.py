@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pushpull.cli.options import add_tls_file_options
 from pushpull.core import networks
 from pushpull.harness.demo import MAX_RATE, main
 
@@ -41,9 +42,7 @@ def add_parser(commands) -> None:
         "made for this demo (its path is printed: import it into your browser), or "
         "--tls-cert/--tls-key/--tls-ca (default off)",
     )
-    demo.add_argument("--tls-cert", default=None, metavar="PEM", help="your server certificate")
-    demo.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
-    demo.add_argument("--tls-ca", default=None, metavar="PEM", help="the CA that signed it")
+    add_tls_file_options(demo, "the CA that signed it")
     demo.set_defaults(run=run)
 
 

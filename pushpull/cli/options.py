@@ -127,6 +127,14 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tls_file_options(parser: argparse.ArgumentParser, ca_help: str) -> None:
+    """--tls-cert, --tls-key and --tls-ca: your own certificate instead of the run's
+    (pushpull/harness/certs.py checks them)."""
+    parser.add_argument("--tls-cert", default=None, metavar="PEM", help="your server certificate")
+    parser.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    parser.add_argument("--tls-ca", default=None, metavar="PEM", help=ca_help)
+
+
 def add_placement_options(bench: argparse.ArgumentParser) -> None:
     """What serves the cells (started here, or --target), what stands in front of them (TLS,
     nginx) and where the load comes from: the same flags for bench, capacity, perf and storm."""
@@ -176,13 +184,8 @@ def add_placement_options(bench: argparse.ArgumentParser) -> None:
         "certificate from a CA made for the run (or --tls-cert/--tls-key/--tls-ca) and verified "
         "by every client (default off)",
     )
-    bench.add_argument("--tls-cert", default=None, metavar="PEM", help="your server certificate")
-    bench.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
-    bench.add_argument(
-        "--tls-ca",
-        default=None,
-        metavar="PEM",
-        help="the CA the clients verify the server against (with --target https://..., alone)",
+    add_tls_file_options(
+        bench, "the CA the clients verify the server against (with --target https://..., alone)"
     )
     bench.add_argument(
         "--proxy",

@@ -16,7 +16,6 @@ from pushpull.cli.options import (
     build_config,
     transports_default,
 )
-from pushpull.harness.config import UsageError
 
 NAME = "production"
 
@@ -68,19 +67,15 @@ def stack_cells(config) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from pushpull.harness import preflight
-    from pushpull.harness.nginx import find_nginx
     from pushpull.harness.sweep import run_cells
 
-    if find_nginx() is None:
-        raise UsageError(
-            "nginx is not installed (apt-get install nginx; `make production` installs it)"
-        )
+    proxies = values.parse_proxies("none,nginx")  # nginx must be here: one line if it is not
     queues = values.parse_message_queues(args.message_queue, [2])
     config = build_config(args, first_only=("clients", "rates", "poll_intervals"))
     config = replace(
         config,
         tls=[False, True],
-        proxies=[None, "nginx"],
+        proxies=proxies,
         server_procs=[1, 2],
         message_queues=queues,
         queue_info=preflight.check_queues(queues),

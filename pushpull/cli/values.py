@@ -248,7 +248,7 @@ def parse_proxies(text: str) -> list[str | None]:
         if find_nginx() is None:
             raise UsageError(
                 "--proxy nginx: nginx is not installed (apt-get install nginx; "
-                "make setup and .ci/run install it)"
+                "make production and .ci/run install it)"
             )
     return chosen
 

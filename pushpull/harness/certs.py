@@ -55,27 +55,26 @@ def given(cert: str | None, key: str | None, ca: str | None) -> TLSFiles | None:
             f"{missing[0]}: missing (your own certificate needs --tls-cert, --tls-key and "
             "--tls-ca together; or give none and each run makes its own CA)"
         )
-    for flag, value in flags.items():
-        path = Path(value)
-        if not path.is_file():
-            raise UsageError(f"{flag}: {value}: no such file (a PEM file is expected)")
-        try:
-            text = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"{flag}: {value}: {exc.strerror}") from None
-        if b"-----BEGIN" not in text:
-            raise UsageError(f"{flag}: {value}: not a PEM file (no -----BEGIN line)")
-    return TLSFiles(str(Path(cert).resolve()), str(Path(key).resolve()), str(Path(ca).resolve()))
+    return TLSFiles(*(pem_file(flag, value) for flag, value in flags.items()))
+
+
+def pem_file(flag: str, value: str) -> str:
+    """`value` resolved, once it is a readable PEM file; else one line naming `flag`."""
+    path = Path(value)
+    if not path.is_file():
+        raise UsageError(f"{flag}: {value}: no such file (a PEM file is expected)")
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag}: {value}: {exc.strerror}") from None
+    if b"-----BEGIN" not in text:
+        raise UsageError(f"{flag}: {value}: not a PEM file (no -----BEGIN line)")
+    return str(path.resolve())
 
 
 def given_ca(ca: str | None) -> TLSFiles | None:
     """--tls-ca alone (a --target's CA), checked like given()'s."""
-    if ca is None:
-        return None
-    path = Path(ca)
-    if not path.is_file() or b"-----BEGIN" not in path.read_bytes():
-        raise UsageError(f"--tls-ca: {ca}: no such PEM file")
-    return TLSFiles("", "", str(path.resolve()))
+    return None if ca is None else TLSFiles("", "", pem_file("--tls-ca", ca))
 
 
 def address_names(hosts: list[str]) -> list[str]:

@@ -356,15 +356,15 @@ def proxy_figures(
     there), which the servers' own counts, taken behind nginx, do not see."""
     if info is None:
         return None
-    figures = network_figures(cpu_s, start, end, merged)
+    cpu_us, cpu_percent = own_cost(cpu_s, start, end, merged)
     edge_in = edge_out = None
     if len(edge) == 2 and None not in edge:
         edge_in = per(edge[1][0] - edge[0][0], merged["received"])
         edge_out = per(edge[1][1] - edge[0][1], merged["received"])
     return {
         **info,
-        "cpu_us_per_delivery": figures["network_cpu_us_per_delivery"],
-        "cpu_percent": figures["network_cpu_percent"],
+        "cpu_us_per_delivery": cpu_us,
+        "cpu_percent": cpu_percent,
         "edge_bytes_per_delivery": None if edge_in is None else round(edge_in + edge_out, 3),
         "edge_bytes_out_per_delivery": edge_out,
     }
@@ -375,11 +375,17 @@ def network_figures(
 ) -> dict:
     """The network emulator's own cost in the window, never inside the server's or the load
     generator's: its CPU per delivery and its share of one core."""
+    cpu_us, cpu_percent = own_cost(cpu_s, start, end, merged)
+    return {"network_cpu_us_per_delivery": cpu_us, "network_cpu_percent": cpu_percent}
+
+
+def own_cost(
+    cpu_s: list[float | None], start: Snapshot, end: Snapshot, merged: dict
+) -> tuple[float | None, float | None]:
+    """A helper process's CPU per delivery (us) and share of one core (%) in the window, from
+    its CPU seconds at the window's edges; (None, None) where either is missing."""
     if len(cpu_s) != 2 or None in cpu_s:
-        return {"network_cpu_us_per_delivery": None, "network_cpu_percent": None}
+        return None, None
     used = cpu_s[1] - cpu_s[0]
     wall_s = (end.t_ns - start.t_ns) / 1e9
-    return {
-        "network_cpu_us_per_delivery": per(used, merged["received"], 1e6),
-        "network_cpu_percent": round(100 * used / wall_s, 1) if wall_s > 0 else None,
-    }
+    return per(used, merged["received"], 1e6), round(100 * used / wall_s, 1) if wall_s > 0 else None

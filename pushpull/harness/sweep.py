@@ -263,10 +263,8 @@ def open_run(config, pin, command, extra_manifest, lock) -> tuple[Path, dict, di
     lock.describe(run_dir, command)
     point_latest(run_dir)
     cpus = {"server": set(placement["server"] or []), "loadgen": set(placement["loadgen"] or [])}
-    if any(config.tls):
+    if any(config.tls) or config.tls_files is not None:
         trust_run_ca(config, run_dir)
-    elif config.tls_files is not None:  # a --target's --tls-ca
-        tls.trust(config.tls_files.ca)
     manifest = build_manifest(config.to_json(), placement)
     manifest["command"] = command
     manifest["concurrent_with"] = lock.concurrent_with  # another run measuring at the same time
